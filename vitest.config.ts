@@ -4,11 +4,15 @@ import { defineConfig } from "vitest/config";
 // test file opens one database. Suites under test/integration/db/ run twice: once over PGlite,
 // once over real PostgreSQL 15 reached through the Neon driver (see test/support/postgres.ts).
 const dbSuites = "test/integration/db/**/*.test.ts";
+// Suites about the real server only (killed connections, the driver's pool).
+const postgresSuites = "test/integration/postgres/**/*.test.ts";
 
 export default defineConfig({
   test: {
     maxWorkers: 2,
     testTimeout: 30_000,
+    // The tests run on Node 20 on purpose (the oldest runtime we support).
+    env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true" },
     hookTimeout: 60_000,
     projects: [
       { extends: true, test: { name: "unit", include: ["test/unit/**/*.test.ts"] } },
@@ -17,7 +21,7 @@ export default defineConfig({
         test: {
           name: "integration",
           include: ["test/integration/**/*.test.ts"],
-          exclude: [dbSuites],
+          exclude: [dbSuites, postgresSuites],
         },
       },
       {
@@ -28,7 +32,7 @@ export default defineConfig({
         extends: true,
         test: {
           name: "db:postgres",
-          include: [dbSuites],
+          include: [dbSuites, postgresSuites],
           env: { TEST_DB: "postgres" },
           globalSetup: ["test/support/postgres-global.ts"],
         },

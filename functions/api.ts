@@ -1,0 +1,18 @@
+import { handle } from "hono/aws-lambda";
+import { createAwsClients } from "../lib/compute/clients.js";
+import { loadConfig } from "../lib/config.js";
+import { openDb } from "../lib/db/client.js";
+import { systemClock } from "../lib/deps.js";
+import { createApp } from "../lib/http/app.js";
+import { createLog } from "../lib/log.js";
+
+// Built once per container and reused across warm invocations (a new Neon connection costs far
+// more than a query).
+const config = loadConfig(process.env, "lambda");
+const log = createLog("api", config.logLevel);
+const { db } = await openDb(config.databaseUrl, {
+  onPoolError: (err) => log.warn("database connection dropped", { error: err.message }),
+});
+const aws = createAwsClients({ region: config.awsRegion });
+
+export const handler = handle(createApp({ db, aws, clock: systemClock, log, config }));

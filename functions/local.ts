@@ -1,0 +1,79 @@
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { serve } from "@hono/node-server";
+import { createAwsClients } from "../lib/compute/clients.js";
+import { loadConfig } from "../lib/config.js";
+import { openDb } from "../lib/db/client.js";
+import { systemClock } from "../lib/deps.js";
+import { createApp } from "../lib/http/app.js";
+import { startLocalCloud } from "../lib/localcloud/index.js";
+import { createLog } from "../lib/log.js";
+
+// `npm start`: the whole product on one machine — API, embedded PGlite, embedded local cloud.
+
+const DATA_DIR = "./.data";
+mkdirSync(DATA_DIR, { recursive: true });
+
+/** The admin token: ADMIN_TOKEN, else one generated once and kept under ./.data (mode 0600). */
+function localAdminToken(): string {
+  const file = `${DATA_DIR}/admin-token`;
+  if (existsSync(file)) return readFileSync(file, "utf8").trim();
+  const token = randomBytes(32).toString("base64url");
+  writeFileSync(file, `${token}\n`, { mode: 0o600 });
+  return token;
+}
+
+const env = { ...process.env };
+env.ADMIN_TOKEN ??= localAdminToken();
+const config = loadConfig(env, "local");
+config.platformUrl ??= `http://127.0.0.1:${config.port}`;
+const log = createLog("local", config.logLevel);
+
+const cloud = config.localCloud
+  ? await startLocalCloud({ port: config.localCloudPort, dir: config.localCloudDir })
+  : undefined;
+const aws = createAwsClients({
+  region: config.awsRegion,
+  ...(cloud && {
+    endpoint: cloud.url,
+    credentials: { accessKeyId: "local", secretAccessKey: "local" },
+  }),
+});
+
+const database = await openDb(config.databaseUrl, {
+  onPoolError: (err) => log.warn("database connection dropped", { error: err.message }),
+});
+await database.migrate();
+
+const deps = { db: database.db, aws, clock: systemClock, log, config };
+const app = createApp(deps);
+
+const server = serve({ fetch: app.fetch, port: config.port, hostname: "127.0.0.1" }, (info) => {
+  const url = `http://127.0.0.1:${info.port}`;
+  console.log(
+    [
+      "",
+      `  workspace-control-plane is serving at ${url}`,
+      `  API reference:  ${url}/docs`,
+      `  Admin token:    ${config.adminToken}`,
+      `  Database:       ${config.databaseUrl} (${database.kind})`,
+      `  Local cloud:    ${cloud ? cloud.url : "off (ambient AWS configuration)"}`,
+      "",
+      `  export WCP=${url} ADMIN=${config.adminToken}`,
+      "",
+    ].join("\n"),
+  );
+});
+
+let stopping = false;
+async function shutdown(signal: string) {
+  if (stopping) return;
+  stopping = true;
+  log.info("shutting down", { signal });
+  server.close();
+  await cloud?.close();
+  await database.close();
+  process.exit(0);
+}
+process.on("SIGINT", () => void shutdown("SIGINT"));
+process.on("SIGTERM", () => void shutdown("SIGTERM"));

@@ -1,0 +1,207 @@
+import { z } from "zod";
+
+/**
+ * Every setting of the product, parsed once from the environment by one zod schema (SPEC §3).
+ * Nothing else in `lib/` reads `process.env`; `functions/` call {@link loadConfig} and pass the
+ * result down inside `Deps`.
+ */
+
+export type Mode = "lambda" | "local";
+
+const DEFAULT_AMI =
+  "resolve:ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64";
+const DEFAULT_TIERS = { "1": "t3.small", "2": "t3.medium", "3": "t3.large", "4": "t3.xlarge" };
+// Each runtime's agent image. Operators replace these with their own registry's references.
+const DEFAULT_RUNTIME_IMAGES = {
+  langgraph: "ghcr.io/workspace-control-plane/runtime-langgraph:1",
+  "claude-code": "ghcr.io/workspace-control-plane/runtime-claude-code:1",
+};
+
+const bool = z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1");
+const seconds = (def: number) => z.coerce.number().int().positive().default(def);
+const port = (def: number) => z.coerce.number().int().min(0).max(65535).default(def);
+const list = z
+  .string()
+  .default("")
+  .transform((v) =>
+    v
+      .split(",")
+      .map((s) => s.trim())
+      .filter((s) => s.length > 0),
+  );
+const jsonRecord = (def: Record<string, string>) =>
+  z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v.trim() === "") return def;
+      try {
+        return JSON.parse(v) as unknown;
+      } catch {
+        ctx.addIssue({ code: "custom", message: "must be a JSON object" });
+        return z.NEVER;
+      }
+    })
+    .pipe(z.record(z.string().min(1), z.string().min(1)));
+
+const tierMap = jsonRecord(DEFAULT_TIERS).refine(
+  (m) => Object.keys(m).length > 0 && Object.keys(m).every((k) => /^[1-9][0-9]?$/.test(k)),
+  "keys must be tier numbers 1-99",
+);
+const runtimeMap = jsonRecord(DEFAULT_RUNTIME_IMAGES).refine(
+  (m) => Object.keys(m).length > 0 && !("external" in m),
+  'must name at least one runtime and must not redefine "external"',
+);
+
+const schema = z.object({
+  ADMIN_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
+  DATABASE_URL: z
+    .string()
+    .regex(
+      /^(postgres(ql)?:\/\/|file:\/\/|memory:\/\/)/,
+      "must start with postgres://, file:// or memory://",
+    )
+    .optional(),
+  DEPLOYMENT_ID: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]{1,64}$/, "letters, digits, . _ - (1-64)")
+    .default("local"),
+  PLATFORM_URL: z.url().optional(),
+  AWS_REGION: z.string().min(1).default("us-east-1"),
+  WORKSPACE_AMI: z.string().min(1).default(DEFAULT_AMI),
+  WORKSPACE_INSTANCE_PROFILE: z.string().default(""),
+  WORKSPACE_SUBNET_IDS: list,
+  WORKSPACE_SECURITY_GROUP_IDS: list,
+  TIER_INSTANCE_TYPES: tierMap,
+  RUNTIME_IMAGES: runtimeMap,
+  STAGING_BUCKET: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, "must be an S3 bucket name")
+    .optional(),
+  PLUGINS_DIR: z.string().min(1).default("./plugins"),
+  GITHUB_TARBALL_BASE: z.url().default("https://codeload.github.com"),
+  PLUGIN_ALLOW_UNPINNED: bool.default(false),
+  PLUGIN_MAX_BYTES: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(100 * 1024 * 1024),
+  PLUGIN_MAX_FILES: z.coerce.number().int().positive().default(10_000),
+  PLUGIN_FETCH_TIMEOUT_SECONDS: seconds(60),
+  INSTALL_SYNC_WAIT_SECONDS: z.coerce.number().min(0).max(25).default(20),
+  DOWNLOAD_INLINE_MAX_BYTES: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(4 * 1024 * 1024),
+  REMOTE_STALE_AFTER_SECONDS: seconds(90),
+  PROVISION_TIMEOUT_SECONDS: seconds(600),
+  LAUNCH_GRACE_SECONDS: seconds(300),
+  SWEEP_INTERVAL_SECONDS: seconds(15),
+  LOCAL_CLOUD: z.enum(["on", "off"]).default("on"),
+  LOCALCLOUD_PORT: port(4566),
+  LOCALCLOUD_DIR: z.string().min(1).default("./.data/localcloud"),
+  PORT: port(8787),
+  LOG_LEVEL: z.enum(["DEBUG", "INFO", "WARN", "ERROR", "SILENT"]).default("INFO"),
+});
+
+export interface Config {
+  mode: Mode;
+  adminToken: string | undefined;
+  databaseUrl: string;
+  deploymentId: string;
+  platformUrl: string | undefined;
+  awsRegion: string;
+  workspaceAmi: string;
+  workspaceInstanceProfile: string;
+  workspaceSubnetIds: string[];
+  workspaceSecurityGroupIds: string[];
+  tierInstanceTypes: Record<string, string>;
+  runtimeImages: Record<string, string>;
+  stagingBucket: string;
+  pluginsDir: string;
+  githubTarballBase: string;
+  pluginAllowUnpinned: boolean;
+  pluginMaxBytes: number;
+  pluginMaxFiles: number;
+  pluginFetchTimeoutSeconds: number;
+  installSyncWaitSeconds: number;
+  downloadInlineMaxBytes: number;
+  remoteStaleAfterSeconds: number;
+  provisionTimeoutSeconds: number;
+  launchGraceSeconds: number;
+  sweepIntervalSeconds: number;
+  localCloud: boolean;
+  localCloudPort: number;
+  localCloudDir: string;
+  port: number;
+  logLevel: "DEBUG" | "INFO" | "WARN" | "ERROR" | "SILENT";
+}
+
+/** A setting that failed validation; the message names the variable, never its value. */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+  constructor(readonly problems: { variable: string; message: string }[]) {
+    super(`invalid settings: ${problems.map((p) => `${p.variable}: ${p.message}`).join("; ")}`);
+  }
+}
+
+/**
+ * Parses the settings. In `lambda` mode `ADMIN_TOKEN`, `DATABASE_URL` and `STAGING_BUCKET` are
+ * required; locally they have embedded defaults (the admin token is supplied by the caller).
+ * @throws ConfigError naming every bad variable.
+ */
+export function loadConfig(env: Record<string, string | undefined>, mode: Mode): Config {
+  const parsed = schema.safeParse(env);
+  if (!parsed.success) {
+    throw new ConfigError(
+      parsed.error.issues.map((i) => ({ variable: String(i.path[0] ?? "?"), message: i.message })),
+    );
+  }
+  const e = parsed.data;
+  if (mode === "lambda") {
+    const missing = (["ADMIN_TOKEN", "DATABASE_URL", "STAGING_BUCKET"] as const).filter(
+      (k) => e[k] === undefined,
+    );
+    if (missing.length > 0) {
+      throw new ConfigError(missing.map((variable) => ({ variable, message: "is required" })));
+    }
+  }
+  return {
+    mode,
+    adminToken: e.ADMIN_TOKEN,
+    databaseUrl: e.DATABASE_URL ?? "file://./.data/pglite",
+    deploymentId: e.DEPLOYMENT_ID,
+    platformUrl: e.PLATFORM_URL,
+    awsRegion: e.AWS_REGION,
+    workspaceAmi: e.WORKSPACE_AMI,
+    workspaceInstanceProfile: e.WORKSPACE_INSTANCE_PROFILE,
+    workspaceSubnetIds: e.WORKSPACE_SUBNET_IDS,
+    workspaceSecurityGroupIds: e.WORKSPACE_SECURITY_GROUP_IDS,
+    tierInstanceTypes: e.TIER_INSTANCE_TYPES,
+    runtimeImages: e.RUNTIME_IMAGES,
+    stagingBucket: e.STAGING_BUCKET ?? "wcp-local-staging",
+    pluginsDir: e.PLUGINS_DIR,
+    githubTarballBase: e.GITHUB_TARBALL_BASE.replace(/\/+$/, ""),
+    pluginAllowUnpinned: e.PLUGIN_ALLOW_UNPINNED,
+    pluginMaxBytes: e.PLUGIN_MAX_BYTES,
+    pluginMaxFiles: e.PLUGIN_MAX_FILES,
+    pluginFetchTimeoutSeconds: e.PLUGIN_FETCH_TIMEOUT_SECONDS,
+    installSyncWaitSeconds: e.INSTALL_SYNC_WAIT_SECONDS,
+    downloadInlineMaxBytes: e.DOWNLOAD_INLINE_MAX_BYTES,
+    remoteStaleAfterSeconds: e.REMOTE_STALE_AFTER_SECONDS,
+    provisionTimeoutSeconds: e.PROVISION_TIMEOUT_SECONDS,
+    launchGraceSeconds: e.LAUNCH_GRACE_SECONDS,
+    sweepIntervalSeconds: e.SWEEP_INTERVAL_SECONDS,
+    localCloud: e.LOCAL_CLOUD === "on",
+    localCloudPort: e.LOCALCLOUD_PORT,
+    localCloudDir: e.LOCALCLOUD_DIR,
+    port: e.PORT,
+    logLevel: e.LOG_LEVEL,
+  };
+}
+
+/** Runtimes that launch an instance; `external` never does. */
+export function isKnownRuntime(config: Config, runtime: string): boolean {
+  return runtime === "external" || Object.hasOwn(config.runtimeImages, runtime);
+}

@@ -1,0 +1,136 @@
+import { sql } from "drizzle-orm";
+import {
+  check,
+  index,
+  integer,
+  jsonb,
+  pgEnum,
+  pgTable,
+  primaryKey,
+  text,
+  timestamp,
+  uniqueIndex,
+  uuid,
+} from "drizzle-orm/pg-core";
+
+export const WORKSPACE_STATUSES = [
+  "provisioning",
+  "awaiting_agent",
+  "online",
+  "degraded",
+  "offline",
+  "failed",
+  "removing",
+  "removed",
+] as const;
+export type WorkspaceStatus = (typeof WORKSPACE_STATUSES)[number];
+
+export const PLUGIN_STATES = ["installing", "installed", "failed", "uninstalling"] as const;
+export type PluginState = (typeof PLUGIN_STATES)[number];
+
+export const workspaceStatus = pgEnum("workspace_status", WORKSPACE_STATUSES);
+export const pluginState = pgEnum("plugin_state", PLUGIN_STATES);
+
+const timestamps = {
+  createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+  updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
+};
+
+export const workspaces = pgTable(
+  "workspaces",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    name: text("name").notNull(),
+    runtime: text("runtime").notNull(),
+    tier: integer("tier").notNull().default(1),
+    status: workspaceStatus("status").notNull(),
+    instanceId: text("instance_id"),
+    generation: integer("generation").notNull().default(0),
+    launchedAt: timestamp("launched_at", { withTimezone: true }),
+    lastHeartbeatAt: timestamp("last_heartbeat_at", { withTimezone: true }),
+    lastError: text("last_error"),
+    // The user's environment for the runtime, kept so a re-driven launch sends identical
+    // parameters under the same ClientToken. Never returned by the API (only its keys).
+    env: jsonb("env").$type<Record<string, string>>().notNull().default({}),
+    idempotencyKey: text("idempotency_key").unique("workspaces_idempotency_key_unique"),
+    requestHash: text("request_hash"),
+    ...timestamps,
+  },
+  (t) => [
+    // The list route pages newest first; the sweep selects by status.
+    index("workspaces_created_idx").on(t.createdAt.desc(), t.id.desc()),
+    index("workspaces_status_idx").on(t.status, t.runtime),
+    index("workspaces_instance_idx").on(t.instanceId),
+    check("workspaces_tier_check", sql`${t.tier} between 1 and 99`),
+  ],
+);
+
+export const workspaceTokens = pgTable(
+  "workspace_tokens",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    workspaceId: uuid("workspace_id")
+      .notNull()
+      .references(() => workspaces.id, { onDelete: "cascade" }),
+    tokenHash: text("token_hash").notNull(),
+    prefix: text("prefix").notNull(),
+    createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+    lastUsedAt: timestamp("last_used_at", { withTimezone: true }),
+    revokedAt: timestamp("revoked_at", { withTimezone: true }),
+  },
+  (t) => [
+    uniqueIndex("workspace_tokens_hash_idx").on(t.tokenHash),
+    index("workspace_tokens_workspace_idx").on(t.workspaceId),
+  ],
+);
+
+export const workspacePlugins = pgTable(
+  "workspace_plugins",
+  {
+    workspaceId: uuid("workspace_id")
+      .notNull()
+      .references(() => workspaces.id, { onDelete: "cascade" }),
+    name: text("name").notNull(),
+    version: text("version").notNull(),
+    source: text("source").notNull(),
+    digest: text("digest").notNull(),
+    state: pluginState("state").notNull(),
+    commandId: text("command_id"),
+    error: text("error"),
+    ...timestamps,
+  },
+  (t) => [
+    primaryKey({ name: "workspace_plugins_pk", columns: [t.workspaceId, t.name] }),
+    index("workspace_plugins_state_idx").on(t.state),
+  ],
+);
+
+export const workspaceEvents = pgTable(
+  "workspace_events",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    workspaceId: uuid("workspace_id")
+      .notNull()
+      .references(() => workspaces.id, { onDelete: "cascade" }),
+    from: workspaceStatus("from"),
+    to: workspaceStatus("to").notNull(),
+    reason: text("reason").notNull(),
+    actor: text("actor").notNull(),
+    at: timestamp("at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [index("workspace_events_workspace_idx").on(t.workspaceId, t.at, t.id)],
+);
+
+export const pluginAllowlist = pgTable("plugin_allowlist", {
+  name: text("name").primaryKey(),
+});
+
+export const sweepLeases = pgTable("sweep_leases", {
+  name: text("name").primaryKey(),
+  holder: text("holder").notNull(),
+  expiresAt: timestamp("expires_at", { withTimezone: true }).notNull(),
+});
+
+export type WorkspaceRow = typeof workspaces.$inferSelect;
+export type WorkspaceEventRow = typeof workspaceEvents.$inferSelect;
+export type WorkspacePluginRow = typeof workspacePlugins.$inferSelect;

@@ -1,0 +1,31 @@
+import type { AwsClients } from "./compute/clients.js";
+import type { Config } from "./config.js";
+import type { Db } from "./db/client.js";
+
+/** Structured logging; the Powertools `Logger` satisfies it, tests pass a quiet one. */
+export interface Log {
+  debug(message: string, ...extra: Record<string, unknown>[]): void;
+  info(message: string, ...extra: Record<string, unknown>[]): void;
+  warn(message: string, ...extra: Record<string, unknown>[]): void;
+  error(message: string, ...extra: Record<string, unknown>[]): void;
+}
+
+export interface Clock {
+  now(): Date;
+}
+
+/**
+ * Everything a verb may touch, built once per Lambda container (or per `npm start`) in
+ * `functions/` and passed down. `lib/` holds no singletons.
+ */
+export interface Deps {
+  db: Db;
+  aws: AwsClients;
+  clock: Clock;
+  log: Log;
+  config: Config;
+}
+
+export const systemClock: Clock = { now: () => new Date() };
+
+export const silentLog: Log = { debug() {}, info() {}, warn() {}, error() {} };

@@ -1,0 +1,105 @@
+import { createRoute, z } from "@hono/zod-openapi";
+import { Scalar } from "@scalar/hono-api-reference";
+import { requestId } from "hono/request-id";
+import type { Deps } from "../deps.js";
+import { type AppEnv, newRouter } from "./context.js";
+import { ApiError, errorBody, errorResponses } from "./errors.js";
+import { accessLog, bodyLimit } from "./middleware.js";
+import { registryRoutes } from "./routes/registry.js";
+import { workspaceRoutes } from "./routes/workspaces.js";
+
+export const VERSION = "0.1.0";
+
+/**
+ * The whole HTTP API over the given dependencies. Stateless: everything it knows lives in the
+ * database, so any number of Lambda containers can serve it.
+ */
+export function createApp(deps: Deps) {
+  const app = newRouter();
+
+  app.use("*", requestId({ headerName: "x-request-id" }));
+  app.use("*", async function provideDeps(c, next) {
+    c.set("deps", deps);
+    await next();
+  });
+  app.use("*", accessLog());
+  app.use("*", bodyLimit());
+
+  app.onError((err, c) => {
+    const rid = c.get("requestId") ?? "unknown";
+    if (err instanceof ApiError) return c.json(errorBody(err, rid), err.status);
+    // Hono throws its own HTTPException for malformed JSON bodies and the like.
+    if (isMalformedBody(err)) {
+      return c.json(
+        errorBody(new ApiError("VALIDATION_FAILED", "The body is not valid JSON."), rid),
+        400,
+      );
+    }
+    deps.log.error("unhandled error", { requestId: rid, error: describe(err) });
+    return c.json(errorBody(new ApiError("INTERNAL", "Internal error."), rid), 500);
+  });
+  app.notFound((c) =>
+    c.json(
+      errorBody(new ApiError("NOT_FOUND", "No such route."), c.get("requestId") ?? "unknown"),
+      404,
+    ),
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/health",
+      tags: ["meta"],
+      summary: "Liveness; touches neither the database nor AWS",
+      responses: {
+        200: {
+          description: "Serving.",
+          content: {
+            "application/json": { schema: z.object({ ok: z.literal(true), version: z.string() }) },
+          },
+        },
+        ...errorResponses(500),
+      },
+    }),
+    (c) => c.json({ ok: true as const, version: VERSION }, 200),
+  );
+
+  app.route("/", workspaceRoutes);
+  app.route("/", registryRoutes);
+
+  app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {
+    type: "http",
+    scheme: "bearer",
+    description: "The admin token, or a workspace token where a route says so.",
+  });
+  app.doc31("/openapi.json", {
+    openapi: "3.1.0",
+    info: {
+      title: "workspace-control-plane",
+      version: VERSION,
+      description: "Control plane for AI-agent workspaces on AWS.",
+    },
+  });
+  app.get("/docs", Scalar({ url: "/openapi.json", pageTitle: "workspace-control-plane API" }));
+
+  return app;
+}
+
+export type App = ReturnType<typeof createApp>;
+export type { AppEnv };
+
+function isMalformedBody(err: Error): boolean {
+  return "status" in err && err.status === 400 && /json|body/i.test(err.message);
+}
+
+function describe(err: unknown): Record<string, unknown> {
+  if (err instanceof Error) {
+    return {
+      name: err.name,
+      message: err.message,
+      stack: err.stack,
+      cause: String(err.cause ?? ""),
+    };
+  }
+  return { value: String(err) };
+}

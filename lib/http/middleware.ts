@@ -1,0 +1,78 @@
+import type { MiddlewareHandler } from "hono";
+import { bodyLimit as honoBodyLimit } from "hono/body-limit";
+import { authenticateWorkspaceToken, isAdminToken } from "../workspaces/tokens.js";
+import type { AppEnv, Caller } from "./context.js";
+import { ApiError } from "./errors.js";
+
+export const MAX_BODY_BYTES = 64 * 1024;
+
+/** Request bodies over 64 KiB are refused before they are read in full. */
+export const bodyLimit = (): MiddlewareHandler<AppEnv> =>
+  honoBodyLimit({
+    maxSize: MAX_BODY_BYTES,
+    onError: () => {
+      throw new ApiError("PAYLOAD_TOO_LARGE", `The request body exceeds ${MAX_BODY_BYTES} bytes.`);
+    },
+  });
+
+/** One JSON line per request: method, route, status, duration, caller kind — never a token. */
+export const accessLog = (): MiddlewareHandler<AppEnv> =>
+  async function accessLog(c, next) {
+    const started = performance.now();
+    await next();
+    const caller = c.get("caller");
+    c.get("deps").log.info("request", {
+      requestId: c.get("requestId"),
+      method: c.req.method,
+      path: c.req.routePath,
+      status: c.res.status,
+      durationMs: Math.round((performance.now() - started) * 10) / 10,
+      caller: caller?.kind,
+      ...(caller?.kind === "workspace" && {
+        workspaceId: caller.workspaceId,
+        tokenPrefix: caller.tokenPrefix,
+      }),
+    });
+  };
+
+const bearer = (header: string | undefined): string | null => {
+  const m = header?.match(/^Bearer[ ]+([^\s]+)\s*$/i);
+  return m?.[1] ?? null;
+};
+
+type Allowed = "admin" | "workspace" | "admin-or-workspace";
+
+/**
+ * Authenticates the caller. Missing or unknown token → 401; a valid token that this route does
+ * not accept (a workspace token on an admin route) → 403. Whether a workspace token belongs to
+ * the workspace a route names is the route's check (`assertOwnWorkspace`).
+ */
+export const authenticate = (allowed: Allowed): MiddlewareHandler<AppEnv> =>
+  async function authenticate(c, next) {
+    const token = bearer(c.req.header("authorization"));
+    if (token === null) throw new ApiError("UNAUTHORIZED", "A bearer token is required.");
+    const deps = c.get("deps");
+    let caller: Caller | null = null;
+    if (deps.config.adminToken !== undefined && isAdminToken(token, deps.config.adminToken)) {
+      caller = { kind: "admin" };
+    } else {
+      const ws = await authenticateWorkspaceToken(deps.db, token);
+      if (ws) caller = { kind: "workspace", workspaceId: ws.workspaceId, tokenPrefix: ws.prefix };
+    }
+    if (caller === null) throw new ApiError("UNAUTHORIZED", "The token is not valid.");
+    c.set("caller", caller);
+    if (allowed !== "admin-or-workspace" && caller.kind !== allowed) {
+      throw new ApiError(
+        "FORBIDDEN",
+        `This route needs ${allowed === "admin" ? "the admin" : "a workspace"} token.`,
+      );
+    }
+    await next();
+  };
+
+/** A workspace token may act only on its own workspace. */
+export function assertOwnWorkspace(caller: Caller, workspaceId: string): void {
+  if (caller.kind === "workspace" && caller.workspaceId !== workspaceId) {
+    throw new ApiError("FORBIDDEN", "This token belongs to another workspace.");
+  }
+}

@@ -1,0 +1,49 @@
+import { createRoute, z } from "@hono/zod-openapi";
+import { WORKSPACE_STATUSES } from "../../db/schema.js";
+import { heartbeat, registerAgent } from "../../workspaces/registry.js";
+import { newRouter } from "../context.js";
+import { ApiError, errorResponses } from "../errors.js";
+import { authenticate } from "../middleware.js";
+
+const StatusBody = z.object({ status: z.enum(WORKSPACE_STATUSES) }).openapi("AgentStatus");
+
+export const registryRoutes = newRouter();
+
+registryRoutes.use("/registry/*", authenticate("workspace"));
+
+for (const [path, summary, verb] of [
+  ["/registry/register", "An agent announces itself; the workspace comes online", registerAgent],
+  [
+    "/registry/heartbeat",
+    "An agent's heartbeat; an offline workspace comes back online",
+    heartbeat,
+  ],
+] as const) {
+  registryRoutes.openapi(
+    createRoute({
+      method: "post",
+      path,
+      tags: ["registry"],
+      summary,
+      description: "Authenticated with the workspace's own token; the workspace is the token's.",
+      security: [{ bearer: [] }],
+      responses: {
+        200: {
+          description: "The workspace's status.",
+          content: { "application/json": { schema: StatusBody } },
+        },
+        ...errorResponses(401, 403, 404, 500),
+      },
+    }),
+    async (c) => {
+      const caller = c.get("caller");
+      if (caller.kind !== "workspace")
+        throw new ApiError("FORBIDDEN", "A workspace token is required.");
+      const result = await verb(c.get("deps"), caller.workspaceId);
+      if (result.kind === "not_found") {
+        throw new ApiError("WORKSPACE_NOT_FOUND", "The token's workspace no longer exists.");
+      }
+      return c.json({ status: result.status }, 200);
+    },
+  );
+}

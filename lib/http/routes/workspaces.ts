@@ -1,0 +1,293 @@
+import { createRoute, z } from "@hono/zod-openapi";
+import { isKnownRuntime } from "../../config.js";
+import { WORKSPACE_STATUSES } from "../../db/schema.js";
+import { createWorkspace } from "../../workspaces/create.js";
+import { toApi, WorkspaceSchema } from "../../workspaces/model.js";
+import {
+  type Cursor,
+  decodeCursor,
+  getWorkspace,
+  listEvents,
+  listWorkspaces,
+} from "../../workspaces/queries.js";
+import { removeWorkspace } from "../../workspaces/remove.js";
+import { mintToken, replaceTokens } from "../../workspaces/tokens.js";
+import { newRouter } from "../context.js";
+import { ApiError, errorResponses } from "../errors.js";
+import { authenticate } from "../middleware.js";
+
+// Environment variable names a POSIX shell accepts; values are written to the instance's env file.
+const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
+export const MAX_ENV_ENTRIES = 50;
+
+const CreateBody = z
+  .object({
+    name: z
+      .string()
+      .trim()
+      .min(1)
+      .max(128)
+      .regex(/^[^\p{Cc}]*$/u, "must not contain control characters"),
+    runtime: z.string().min(1).max(64).default("langgraph"),
+    tier: z.number().int().min(1).max(99).default(1),
+    env: z
+      .record(
+        z.string().regex(ENV_KEY, "env keys must match [A-Za-z_][A-Za-z0-9_]*"),
+        z
+          .string()
+          .max(4096)
+          .regex(/^[^\0]*$/, "must not contain NUL"),
+      )
+      .refine((e) => Object.keys(e).length <= MAX_ENV_ENTRIES, `at most ${MAX_ENV_ENTRIES} entries`)
+      .default({}),
+  })
+  .strict()
+  .openapi("CreateWorkspace");
+
+const IdParam = z.object({ id: z.string().openapi({ param: { name: "id", in: "path" } }) });
+
+const PageQuery = {
+  limit: z.coerce.number().int().min(1).max(200).default(50),
+  cursor: z.string().max(200).optional(),
+};
+
+const Token = z.string().openapi({ description: "Shown once; only its hash is stored." });
+
+const security = [{ bearer: [] }];
+const json = <T extends z.ZodType>(schema: T, description: string) => ({
+  description,
+  content: { "application/json": { schema } },
+});
+
+function cursorFrom(raw: string | undefined): Cursor | undefined {
+  if (raw === undefined) return undefined;
+  const c = decodeCursor(raw);
+  if (!c) {
+    throw new ApiError("VALIDATION_FAILED", "The cursor is not valid.", {
+      fields: [{ path: "cursor", message: "not a cursor this API issued" }],
+    });
+  }
+  return c;
+}
+
+export const workspaceRoutes = newRouter();
+
+workspaceRoutes.use("/workspaces", authenticate("admin"));
+workspaceRoutes.use("/workspaces/*", authenticate("admin"));
+
+workspaceRoutes.openapi(
+  createRoute({
+    method: "post",
+    path: "/workspaces",
+    tags: ["workspaces"],
+    summary: "Create a workspace",
+    security,
+    request: {
+      headers: z.object({ "idempotency-key": z.string().min(1).max(255).optional() }),
+      body: { content: { "application/json": { schema: CreateBody } }, required: true },
+    },
+    responses: {
+      201: json(
+        z.object({ workspace: WorkspaceSchema, token: Token.optional() }),
+        "Created. External workspaces carry their token.",
+      ),
+      200: json(z.object({ workspace: WorkspaceSchema }), "Replayed by Idempotency-Key."),
+      ...errorResponses(400, 401, 403, 409, 413, 500),
+    },
+  }),
+  async (c) => {
+    const deps = c.get("deps");
+    const body = c.req.valid("json");
+    const key = c.req.valid("header")["idempotency-key"];
+    if (!isKnownRuntime(deps.config, body.runtime)) {
+      throw new ApiError("VALIDATION_FAILED", `Unknown runtime "${body.runtime}".`, {
+        fields: [{ path: "runtime", message: "not a configured runtime" }],
+        hint: `Known runtimes: external, ${Object.keys(deps.config.runtimeImages).join(", ")}.`,
+      });
+    }
+    if (!Object.hasOwn(deps.config.tierInstanceTypes, String(body.tier))) {
+      throw new ApiError("VALIDATION_FAILED", `Unknown tier ${body.tier}.`, {
+        fields: [{ path: "tier", message: "not a configured tier" }],
+      });
+    }
+    const result = await createWorkspace(deps, {
+      ...body,
+      ...(key !== undefined && { idempotencyKey: key }),
+    });
+    switch (result.kind) {
+      case "created": {
+        const external = result.row.runtime === "external";
+        return c.json(
+          {
+            workspace: toApi(result.row),
+            ...(external && { token: result.token.token }),
+          },
+          201,
+        );
+      }
+      case "replayed":
+        return c.json({ workspace: toApi(result.row) }, 200);
+      case "key_reused":
+        throw new ApiError(
+          "IDEMPOTENCY_KEY_REUSED",
+          "This Idempotency-Key was used for a different request.",
+        );
+      default: {
+        const unreachable: never = result;
+        throw new Error(`unhandled ${JSON.stringify(unreachable)}`);
+      }
+    }
+  },
+);
+
+workspaceRoutes.openapi(
+  createRoute({
+    method: "get",
+    path: "/workspaces",
+    tags: ["workspaces"],
+    summary: "List workspaces, newest first",
+    security,
+    request: { query: z.object({ status: z.enum(WORKSPACE_STATUSES).optional(), ...PageQuery }) },
+    responses: {
+      200: json(
+        z.object({ workspaces: z.array(WorkspaceSchema), nextCursor: z.string().nullable() }),
+        "A page of workspaces.",
+      ),
+      ...errorResponses(400, 401, 403, 500),
+    },
+  }),
+  async (c) => {
+    const q = c.req.valid("query");
+    const cursor = cursorFrom(q.cursor);
+    const page = await listWorkspaces(c.get("deps").db, {
+      limit: q.limit,
+      ...(q.status && { status: q.status }),
+      ...(cursor && { cursor }),
+    });
+    return c.json({ workspaces: page.items.map(toApi), nextCursor: page.nextCursor }, 200);
+  },
+);
+
+/** Loads the workspace a path names, or answers 404 (malformed ids included). */
+export async function workspaceOr404(deps: Parameters<typeof getWorkspace>[0], id: string) {
+  const row = await getWorkspace(deps, id);
+  if (!row) throw new ApiError("WORKSPACE_NOT_FOUND", `No workspace ${id}.`);
+  return row;
+}
+
+workspaceRoutes.openapi(
+  createRoute({
+    method: "get",
+    path: "/workspaces/{id}",
+    tags: ["workspaces"],
+    summary: "Get a workspace",
+    security,
+    request: { params: IdParam },
+    responses: {
+      200: json(z.object({ workspace: WorkspaceSchema }), "The workspace."),
+      ...errorResponses(401, 403, 404, 500),
+    },
+  }),
+  async (c) => {
+    const row = await workspaceOr404(c.get("deps").db, c.req.valid("param").id);
+    return c.json({ workspace: toApi(row) }, 200);
+  },
+);
+
+workspaceRoutes.openapi(
+  createRoute({
+    method: "delete",
+    path: "/workspaces/{id}",
+    tags: ["workspaces"],
+    summary: "Remove a workspace (revokes tokens, terminates its instance)",
+    security,
+    request: { params: IdParam },
+    responses: {
+      200: json(z.object({ workspace: WorkspaceSchema }), "Removed."),
+      202: json(
+        z.object({ workspace: WorkspaceSchema }),
+        "Removing: termination failed transiently; the sweep finishes it.",
+      ),
+      ...errorResponses(401, 403, 404, 500),
+    },
+  }),
+  async (c) => {
+    const deps = c.get("deps");
+    const row = await workspaceOr404(deps.db, c.req.valid("param").id);
+    const result = await removeWorkspace(deps, row);
+    return c.json({ workspace: toApi(result.row) }, result.done ? 200 : 202);
+  },
+);
+
+const EventSchema = z
+  .object({
+    from: z.enum(WORKSPACE_STATUSES).nullable(),
+    to: z.enum(WORKSPACE_STATUSES),
+    reason: z.string(),
+    actor: z.string(),
+    at: z.string(),
+  })
+  .openapi("WorkspaceEvent");
+
+workspaceRoutes.openapi(
+  createRoute({
+    method: "get",
+    path: "/workspaces/{id}/events",
+    tags: ["workspaces"],
+    summary: "The workspace's status history, oldest first",
+    security,
+    request: { params: IdParam, query: z.object(PageQuery) },
+    responses: {
+      200: json(
+        z.object({ events: z.array(EventSchema), nextCursor: z.string().nullable() }),
+        "A page of events.",
+      ),
+      ...errorResponses(400, 401, 403, 404, 500),
+    },
+  }),
+  async (c) => {
+    const deps = c.get("deps");
+    const row = await workspaceOr404(deps.db, c.req.valid("param").id);
+    const q = c.req.valid("query");
+    const cursor = cursorFrom(q.cursor);
+    const page = await listEvents(deps.db, row.id, { limit: q.limit, ...(cursor && { cursor }) });
+    return c.json(
+      {
+        events: page.items.map((e) => ({
+          from: e.from,
+          to: e.to,
+          reason: e.reason,
+          actor: e.actor,
+          at: e.at.toISOString(),
+        })),
+        nextCursor: page.nextCursor,
+      },
+      200,
+    );
+  },
+);
+
+workspaceRoutes.openapi(
+  createRoute({
+    method: "post",
+    path: "/workspaces/{id}/tokens",
+    tags: ["workspaces"],
+    summary: "Mint a new workspace token (revokes the others)",
+    security,
+    request: { params: IdParam },
+    responses: {
+      201: json(z.object({ token: Token }), "The new token, shown once."),
+      ...errorResponses(401, 403, 404, 409, 500),
+    },
+  }),
+  async (c) => {
+    const deps = c.get("deps");
+    const row = await workspaceOr404(deps.db, c.req.valid("param").id);
+    if (row.status === "removing" || row.status === "removed") {
+      throw new ApiError("WORKSPACE_REMOVED", "The workspace is removed.");
+    }
+    const token = mintToken();
+    await replaceTokens(deps.db, row.id, token);
+    return c.json({ token: token.token }, 201);
+  },
+);

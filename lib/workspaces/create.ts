@@ -1,0 +1,79 @@
+import { createHash } from "node:crypto";
+import { eq, sql } from "drizzle-orm";
+import { workspaces } from "../db/schema.js";
+import type { Deps } from "../deps.js";
+import { fromRaw, type WorkspaceRow } from "./model.js";
+import { instanceToken, type MintedToken, mintToken } from "./tokens.js";
+import { rowsOf } from "./transition.js";
+
+export interface CreateWorkspaceInput {
+  name: string;
+  runtime: string;
+  tier: number;
+  env: Record<string, string>;
+  idempotencyKey?: string;
+}
+
+export type CreateWorkspaceResult =
+  | { kind: "created"; row: WorkspaceRow; token: MintedToken }
+  | { kind: "replayed"; row: WorkspaceRow }
+  | { kind: "key_reused" };
+
+/** A stable hash of what was asked for, so a replayed key can be told from a reused one. */
+function requestHash(input: CreateWorkspaceInput): string {
+  const env = Object.fromEntries(Object.entries(input.env).sort(([a], [b]) => a.localeCompare(b)));
+  const canonical = JSON.stringify([input.name, input.runtime, input.tier, env]);
+  return createHash("sha256").update(canonical).digest("hex");
+}
+
+/**
+ * Creates the row, its first event and its first token in one statement. An external workspace
+ * starts `awaiting_agent` with a random token for the caller; an instance-backed one starts
+ * `provisioning` (generation 1) with the derived token its instance will be launched with.
+ *
+ * With an `Idempotency-Key`, concurrent duplicates race on the unique key: exactly one insert
+ * wins and the others read the winner's row back.
+ */
+export async function createWorkspace(
+  deps: Deps,
+  input: CreateWorkspaceInput,
+): Promise<CreateWorkspaceResult> {
+  const external = input.runtime === "external";
+  const id = crypto.randomUUID();
+  const generation = external ? 0 : 1;
+  const token = external
+    ? mintToken()
+    : instanceToken(deps.config.adminToken ?? "", id, generation);
+  const hash = input.idempotencyKey === undefined ? null : requestHash(input);
+  const status = external ? "awaiting_agent" : "provisioning";
+
+  const result = await deps.db.execute(sql`
+    with w as (
+      insert into workspaces (id, name, runtime, tier, status, generation, env, idempotency_key, request_hash)
+      values (${id}, ${input.name}, ${input.runtime}, ${input.tier}, ${status}, ${generation},
+              ${JSON.stringify(input.env)}::jsonb, ${input.idempotencyKey ?? null}, ${hash})
+      on conflict (idempotency_key) do nothing
+      returning *
+    ),
+    ev as (
+      insert into workspace_events (workspace_id, "from", "to", reason, actor)
+      select id, null, status, 'created', 'api' from w
+    ),
+    tok as (
+      insert into workspace_tokens (workspace_id, token_hash, prefix)
+      select id, ${token.hash}, ${token.prefix} from w
+    )
+    select * from w`);
+  const created = rowsOf(result)[0];
+  if (created) return { kind: "created", row: fromRaw(created), token };
+
+  // The key exists already: the same request replays, a different one is refused.
+  const [existing] = await deps.db
+    .select()
+    .from(workspaces)
+    .where(eq(workspaces.idempotencyKey, input.idempotencyKey ?? ""));
+  if (!existing) throw new Error("idempotency key conflict without a row");
+  return existing.requestHash === hash
+    ? { kind: "replayed", row: existing }
+    : { kind: "key_reused" };
+}

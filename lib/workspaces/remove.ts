@@ -1,0 +1,69 @@
+import type { WorkspaceStatus } from "../db/schema.js";
+import type { Deps } from "../deps.js";
+import type { Actor, WorkspaceRow } from "./model.js";
+import { getWorkspace } from "./queries.js";
+import { revokeTokens } from "./tokens.js";
+import { transition } from "./transition.js";
+
+const REMOVABLE: readonly WorkspaceStatus[] = [
+  "provisioning",
+  "awaiting_agent",
+  "online",
+  "degraded",
+  "offline",
+  "failed",
+];
+
+export interface RemoveResult {
+  row: WorkspaceRow;
+  /** false: the workspace is `removing` and the sweep's removal pass will finish it. */
+  done: boolean;
+}
+
+/**
+ * `DELETE /workspaces/:id`: revoke every token, mark `removing`, terminate the instance, mark
+ * `removed`. Idempotent: a removed workspace answers as it is; a `removing` one is driven on.
+ */
+export async function removeWorkspace(deps: Deps, row: WorkspaceRow): Promise<RemoveResult> {
+  if (row.status === "removed") return { row, done: true };
+  await revokeTokens(deps.db, row.id);
+  let current = row;
+  if (row.status !== "removing") {
+    const [changed] = await transition(deps.db, {
+      ids: [row.id],
+      from: REMOVABLE,
+      to: "removing",
+      reason: "removal requested",
+      actor: "api",
+    });
+    if (changed) current = changed.row;
+    else {
+      // Another writer moved it first; drive on from wherever it is now.
+      const fresh = await getWorkspace(deps.db, row.id);
+      if (!fresh || fresh.status === "removed") return { row: fresh ?? row, done: true };
+      current = fresh;
+    }
+  }
+  return finishRemoval(deps, current, "api");
+}
+
+/**
+ * Takes a `removing` workspace to `removed` once nothing of it runs any more. Shared by the route
+ * and the sweep's removal pass.
+ */
+export async function finishRemoval(
+  deps: Deps,
+  row: WorkspaceRow,
+  actor: Actor,
+): Promise<RemoveResult> {
+  const [changed] = await transition(deps.db, {
+    ids: [row.id],
+    from: ["removing"],
+    to: "removed",
+    reason: "removed",
+    actor,
+  });
+  if (changed) return { row: changed.row, done: true };
+  const fresh = await getWorkspace(deps.db, row.id);
+  return { row: fresh ?? row, done: fresh?.status === "removed" };
+}

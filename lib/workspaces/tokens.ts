@@ -1,0 +1,92 @@
+import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { and, eq, isNull, sql } from "drizzle-orm";
+import type { Db } from "../db/client.js";
+import { workspaceTokens } from "../db/schema.js";
+import { rowsOf } from "./transition.js";
+
+/** A raw token, shown once, with what is stored of it. */
+export interface MintedToken {
+  token: string;
+  hash: string;
+  prefix: string;
+}
+
+export const hashToken = (token: string) => createHash("sha256").update(token).digest("hex");
+
+const fromRaw = (token: string): MintedToken => ({
+  token,
+  hash: hashToken(token),
+  prefix: token.slice(0, 8),
+});
+
+/** 32 random bytes, base64url. Only its sha256 and first 8 characters are ever stored. */
+export function mintToken(): MintedToken {
+  return fromRaw(randomBytes(32).toString("base64url"));
+}
+
+/**
+ * The token an instance of generation `generation` is launched with. It is derived, not random,
+ * because a re-driven launch must send byte-identical user-data under the same ClientToken
+ * (EC2 answers IdempotentParameterMismatch otherwise), and the raw token is never stored.
+ * The key is the admin token: whoever holds it can already mint tokens for every workspace.
+ */
+export function instanceToken(key: string, workspaceId: string, generation: number): MintedToken {
+  const mac = createHmac("sha256", key).update(`instance-token:${workspaceId}:${generation}`);
+  return fromRaw(mac.digest("base64url"));
+}
+
+/** Constant-time comparison of a presented token with the admin token (hashes equalise length). */
+export function isAdminToken(presented: string, adminToken: string): boolean {
+  return timingSafeEqual(
+    createHash("sha256").update(presented).digest(),
+    createHash("sha256").update(adminToken).digest(),
+  );
+}
+
+/**
+ * Resolves a presented workspace token to its workspace, marking it used. One round trip: the
+ * lookup is by the token's sha256 (a unique index), so there is nothing to time.
+ */
+export async function authenticateWorkspaceToken(
+  db: Db,
+  presented: string,
+): Promise<{ workspaceId: string; prefix: string } | null> {
+  // Tokens are 43 base64url characters; anything else cannot match and costs no query.
+  if (!/^[A-Za-z0-9_-]{43}$/.test(presented)) return null;
+  const result = await db.execute(sql`
+    update workspace_tokens set last_used_at = now()
+    where token_hash = ${hashToken(presented)} and revoked_at is null
+    returning workspace_id, prefix`);
+  const row = rowsOf(result)[0];
+  return row ? { workspaceId: String(row.workspace_id), prefix: String(row.prefix) } : null;
+}
+
+/** Revokes every live token of a workspace; returns how many. */
+export async function revokeTokens(db: Db, workspaceId: string): Promise<number> {
+  const revoked = await db
+    .update(workspaceTokens)
+    .set({ revokedAt: sql`now()` })
+    .where(and(eq(workspaceTokens.workspaceId, workspaceId), isNull(workspaceTokens.revokedAt)))
+    .returning({ id: workspaceTokens.id });
+  return revoked.length;
+}
+
+/**
+ * Revokes the others and stores `token`, atomically. Storing a token that exists already (an
+ * instance's derived token, re-stored on a re-driven launch) revives it rather than failing.
+ */
+export async function replaceTokens(
+  db: Db,
+  workspaceId: string,
+  token: MintedToken,
+): Promise<void> {
+  await db.execute(sql`
+    with revoked as (
+      update workspace_tokens set revoked_at = now()
+      where workspace_id = ${workspaceId} and revoked_at is null
+        and token_hash <> ${token.hash}
+    )
+    insert into workspace_tokens (workspace_id, token_hash, prefix)
+    values (${workspaceId}, ${token.hash}, ${token.prefix})
+    on conflict (token_hash) do update set revoked_at = null`);
+}
