@@ -1,0 +1,69 @@
+import { describe, expect, it } from "vitest";
+import { ConfigError, loadConfig } from "../../lib/config.js";
+
+const problemsOf = (env: Record<string, string>, mode: "lambda" | "local" = "local") => {
+  try {
+    loadConfig(env, mode);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return (err as ConfigError).problems.map((p) => p.variable);
+  }
+  return [];
+};
+
+describe("settings", () => {
+  it("has embedded defaults for local mode", () => {
+    const c = loadConfig({}, "local");
+    expect(c.databaseUrl).toBe("file://./.data/pglite");
+    expect(c.deploymentId).toBe("local");
+    expect(c.tierInstanceTypes["1"]).toBe("t3.small");
+    expect(c.pluginMaxBytes).toBe(100 * 1024 * 1024);
+    expect(c.launchGraceSeconds).toBe(300);
+    expect(c.localCloud).toBe(true);
+    expect(c.port).toBe(8787);
+  });
+
+  it("requires the admin token, database and bucket in Lambda", () => {
+    expect(problemsOf({}, "lambda").sort()).toEqual(["ADMIN_TOKEN", "DATABASE_URL", "STAGING_BUCKET"]);
+  });
+
+  it.each([
+    ["PORT", "eighty"],
+    ["DATABASE_URL", "mysql://x"],
+    ["TIER_INSTANCE_TYPES", "{not json"],
+    ["TIER_INSTANCE_TYPES", '{"small":"t3.small"}'],
+    ["RUNTIME_IMAGES", '{"external":"x"}'],
+    ["PLUGIN_ALLOW_UNPINNED", "maybe"],
+    ["LAUNCH_GRACE_SECONDS", "-5"],
+    ["DEPLOYMENT_ID", "has spaces"],
+    ["GITHUB_TARBALL_BASE", "not a url"],
+    ["ADMIN_TOKEN", "short"],
+    ["LOCAL_CLOUD", "sometimes"],
+  ])("a bad %s stops start-up naming it", (variable, value) => {
+    expect(problemsOf({ [variable]: value })).toEqual([variable]);
+  });
+
+  it("never puts the bad value in the message", () => {
+    try {
+      loadConfig({ ADMIN_TOKEN: "tiny" }, "local");
+      expect.unreachable();
+    } catch (err) {
+      expect((err as Error).message).toContain("ADMIN_TOKEN");
+      expect((err as Error).message).not.toContain("tiny");
+    }
+  });
+
+  it("parses lists and maps", () => {
+    const c = loadConfig(
+      {
+        WORKSPACE_SUBNET_IDS: "subnet-a, subnet-b,,",
+        RUNTIME_IMAGES: '{"langgraph":"img:1"}',
+        PLUGIN_ALLOW_UNPINNED: "true",
+      },
+      "local",
+    );
+    expect(c.workspaceSubnetIds).toEqual(["subnet-a", "subnet-b"]);
+    expect(c.runtimeImages).toEqual({ langgraph: "img:1" });
+    expect(c.pluginAllowUnpinned).toBe(true);
+  });
+});
