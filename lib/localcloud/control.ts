@@ -1,0 +1,154 @@
+import type { FaultTable } from "./faults.js";
+import { faultSpec } from "./faults.js";
+import type { Fleet } from "./fleet.js";
+import { stateCodes } from "./store.js";
+
+/** Calls per `service:Action`, faulted ones included, so SDK retries can be counted. */
+export class CallStats {
+  #calls = new Map<string, number>();
+
+  count(service: string, action: string): void {
+    const k = `${service}:${action}`;
+    this.#calls.set(k, (this.#calls.get(k) ?? 0) + 1);
+  }
+
+  snapshot(): Record<string, number> {
+    return Object.fromEntries(this.#calls);
+  }
+
+  reset(): void {
+    this.#calls.clear();
+  }
+}
+
+export interface ControlDeps {
+  fleet: Fleet;
+  faults: FaultTable;
+  stats: CallStats;
+}
+
+export interface ControlResponse {
+  status: number;
+  json: unknown;
+}
+
+type Route = {
+  method: string;
+  /** Matched against the path after `/_localcloud`; groups become `params`. */
+  pattern: RegExp;
+  handler: (deps: ControlDeps, params: string[], body: string) => ControlResponse;
+};
+
+const routes: Route[] = [
+  { method: "GET", pattern: /^\/health$/, handler: () => ok({ ok: true }) },
+  {
+    method: "GET",
+    pattern: /^\/instances$/,
+    handler: ({ fleet }) => ok({ instances: fleet.all().map((i) => describe(fleet, i.id)) }),
+  },
+  {
+    method: "GET",
+    pattern: /^\/instances\/([^/]+)$/,
+    handler: ({ fleet }, [id = ""]) => {
+      const view = describe(fleet, id);
+      return view ? ok(view) : notFound(`instance ${id}`);
+    },
+  },
+  {
+    method: "POST",
+    pattern: /^\/instances\/([^/]+)\/crash$/,
+    handler: ({ fleet }, [id = ""]) => {
+      const inst = fleet.get(id);
+      if (!inst) return notFound(`instance ${id}`);
+      if (inst.state === "shutting-down" || inst.state === "terminated") {
+        return { status: 409, json: { error: `instance ${id} is ${inst.state}` } };
+      }
+      fleet.crash(id);
+      return ok(describe(fleet, id));
+    },
+  },
+  { method: "GET", pattern: /^\/faults$/, handler: ({ faults }) => ok({ faults: faults.list() }) },
+  {
+    method: "POST",
+    pattern: /^\/faults$/,
+    handler: ({ faults }, _params, body) => {
+      let raw: unknown;
+      try {
+        raw = JSON.parse(body);
+      } catch {
+        return { status: 400, json: { error: "body must be JSON" } };
+      }
+      const parsed = faultSpec.safeParse(raw);
+      if (!parsed.success) {
+        return { status: 400, json: { error: "invalid fault", issues: parsed.error.issues } };
+      }
+      return { status: 201, json: { id: faults.add(parsed.data).id } };
+    },
+  },
+  {
+    method: "DELETE",
+    pattern: /^\/faults$/,
+    handler: ({ faults }) => ok({ cleared: faults.clear() }),
+  },
+  {
+    method: "DELETE",
+    pattern: /^\/faults\/([^/]+)$/,
+    handler: ({ faults }, [id = ""]) =>
+      faults.remove(id) ? ok({ cleared: 1 }) : notFound(`fault ${id}`),
+  },
+  { method: "GET", pattern: /^\/stats$/, handler: ({ stats }) => ok({ calls: stats.snapshot() }) },
+  {
+    method: "POST",
+    pattern: /^\/stats\/reset$/,
+    handler: ({ stats }) => {
+      stats.reset();
+      return ok({ calls: {} });
+    },
+  },
+];
+
+/**
+ * The control API under `/_localcloud/`, for tests and demos: instance listing and crashes,
+ * fault injection, call statistics. It sits outside the AWS APIs, so nothing here is counted.
+ */
+export function handleControl(
+  deps: ControlDeps,
+  method: string,
+  path: string,
+  body: string,
+): ControlResponse {
+  const sub = path.slice("/_localcloud".length);
+  for (const route of routes) {
+    if (route.method !== method) continue;
+    const m = route.pattern.exec(sub);
+    if (m) return route.handler(deps, m.slice(1).map(decodeURIComponent), body);
+  }
+  return notFound(`route ${method} ${path}`);
+}
+
+function ok(json: unknown): ControlResponse {
+  return { status: 200, json };
+}
+
+function notFound(what: string): ControlResponse {
+  return { status: 404, json: { error: `${what} not found` } };
+}
+
+function describe(fleet: Fleet, id: string): Record<string, unknown> | undefined {
+  const inst = fleet.get(id);
+  if (!inst) return undefined;
+  const reg = fleet.registration(inst);
+  return {
+    id: inst.id,
+    state: inst.state,
+    stateCode: stateCodes[inst.state],
+    tags: Object.fromEntries(inst.tags.map((t) => [t.key, t.value])),
+    launchTime: new Date(inst.launchTime).toISOString(),
+    dir: fleet.instanceDir(inst.id),
+    clientToken: inst.clientToken ?? null,
+    ssmPingStatus: reg?.pingStatus ?? null,
+    imageId: inst.imageId,
+    instanceType: inst.instanceType,
+    privateIp: inst.privateIp,
+  };
+}

@@ -1,0 +1,129 @@
+import { randomUUID } from "node:crypto";
+import { z } from "zod";
+
+export const serviceNames = ["ec2", "ssm", "s3"] as const;
+export type ServiceName = (typeof serviceNames)[number];
+
+/** The body of `POST /_localcloud/faults`. */
+export const faultSpec = z
+  .object({
+    service: z.enum(serviceNames),
+    /** An action name ("DescribeInstances", "SendCommand", "GetObject") or "*". */
+    action: z.string().min(1),
+    /** The error code to answer with; "" or absent means no error (latency only). */
+    error: z.string().optional(),
+    httpStatus: z.number().int().min(400).max(599).optional(),
+    message: z.string().optional(),
+    /** Fire this many times, then remove the fault. */
+    times: z.number().int().positive().optional(),
+    /** Chance in 0..1 that a matching call is faulted. */
+    probability: z.number().min(0).max(1).optional(),
+    latencyMs: z.number().int().min(0).max(600_000).optional(),
+    /** Never answer: the client's own timeout is the only way out. */
+    hang: z.boolean().optional(),
+    /** Answer 200 with a body (or response) the SDK cannot parse. */
+    malformed: z.boolean().optional(),
+  })
+  .strict();
+
+export type FaultSpec = z.infer<typeof faultSpec>;
+
+export interface Fault extends FaultSpec {
+  id: string;
+  /** How many times it fired. */
+  fired: number;
+}
+
+/**
+ * The status AWS uses for a code when the fault names none: throttling on EC2 is observed as
+ * 503, SSM's ThrottlingException is a 400 (shared/notes/aws.md), server faults are 5xx and the
+ * usual client errors 4xx.
+ */
+export function defaultStatus(service: ServiceName, code: string): number {
+  switch (code) {
+    case "RequestLimitExceeded":
+    case "SlowDown":
+    case "ServiceUnavailable":
+    case "Unavailable":
+      return 503;
+    case "ThrottlingException":
+    case "Throttling":
+    case "TooManyUpdates":
+      return 400;
+    case "InternalError":
+    case "InternalFailure":
+    case "InternalServerError":
+      return 500;
+    case "UnauthorizedOperation":
+    case "AccessDenied":
+    case "AccessDeniedException":
+      return 403;
+    case "NoSuchKey":
+    case "NoSuchBucket":
+      return 404;
+    default:
+      if (/NotFound|Malformed|^Invalid|Mismatch|Validation|DoesNotExist|Exceeded$/.test(code)) {
+        return service === "s3" && code.endsWith("NotFound") ? 404 : 400;
+      }
+      return 500;
+  }
+}
+
+export function defaultMessage(code: string): string {
+  switch (code) {
+    case "RequestLimitExceeded":
+      return "Request limit exceeded.";
+    case "ThrottlingException":
+      return "Rate exceeded";
+    case "SlowDown":
+      return "Please reduce your request rate.";
+    case "InternalError":
+    case "InternalServerError":
+      return "An internal error has occurred";
+    default:
+      return `Injected fault: ${code}`;
+  }
+}
+
+/** Faults armed through the control API, matched in the order they were added. */
+export class FaultTable {
+  #faults: Fault[] = [];
+
+  add(spec: FaultSpec): Fault {
+    const fault: Fault = { ...spec, id: randomUUID(), fired: 0 };
+    this.#faults.push(fault);
+    return fault;
+  }
+
+  list(): Fault[] {
+    return [...this.#faults];
+  }
+
+  remove(id: string): boolean {
+    const before = this.#faults.length;
+    this.#faults = this.#faults.filter((f) => f.id !== id);
+    return this.#faults.length < before;
+  }
+
+  clear(): number {
+    const n = this.#faults.length;
+    this.#faults = [];
+    return n;
+  }
+
+  /** The fault that fires for this call, if any; a fault that has used up `times` is removed. */
+  match(
+    service: ServiceName,
+    action: string,
+    random: () => number = Math.random,
+  ): Fault | undefined {
+    for (const fault of this.#faults) {
+      if (fault.service !== service || (fault.action !== "*" && fault.action !== action)) continue;
+      if (fault.probability !== undefined && random() >= fault.probability) continue;
+      fault.fired++;
+      if (fault.times !== undefined && fault.fired >= fault.times) this.remove(fault.id);
+      return fault;
+    }
+    return undefined;
+  }
+}

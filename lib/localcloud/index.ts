@@ -1,0 +1,81 @@
+import { mkdirSync } from "node:fs";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
+import { CallStats } from "./control.js";
+import { FaultTable } from "./faults.js";
+import { Fleet } from "./fleet.js";
+import { type LocalCloudOptions, resolveOptions } from "./options.js";
+import { ProcessGroups } from "./processes.js";
+import { CommandRunner } from "./runcommand.js";
+import { ObjectStore } from "./s3.js";
+import { CloudServer } from "./server.js";
+import { type CloudState, StateFile } from "./store.js";
+
+export type { LocalCloudOptions } from "./options.js";
+
+export interface LocalCloud {
+  /** Endpoint for the SDK clients, e.g. `http://127.0.0.1:4566`. */
+  url: string;
+  port: number;
+  dir: string;
+  /** Kill running commands, stop timers, save state and close the server and its sockets. */
+  close(): Promise<void>;
+}
+
+/**
+ * Start the local cloud: EC2, SSM and S3 on one loopback port, for the unmodified AWS SDK v3
+ * clients (`endpoint: cloud.url`, any credentials, S3 with `forcePathStyle: true`).
+ *
+ * State is loaded from and saved to `opts.dir`, so starting again with the same dir brings the
+ * instances back (running ones still running); commands that were running when the previous
+ * process stopped are reported Failed with StatusDetails "Terminated".
+ */
+export async function startLocalCloud(options: LocalCloudOptions): Promise<LocalCloud> {
+  const opts = resolveOptions(options);
+  mkdirSync(join(opts.dir, "instances"), { recursive: true });
+  let state: CloudState | undefined;
+  const file = new StateFile(opts.dir, () => {
+    if (!state) throw new Error("state saved before it was loaded");
+    return state;
+  });
+  const loaded = file.load();
+  state = loaded;
+  const changed = () => file.changed();
+  const groups = new ProcessGroups();
+  const fleet = new Fleet(loaded, opts, groups, changed);
+  const runner = new CommandRunner(loaded, fleet, opts, groups, changed);
+  const cloud = new CloudServer({
+    state: loaded,
+    fleet,
+    runner,
+    objects: new ObjectStore(join(opts.dir, "s3")),
+    faults: new FaultTable(),
+    stats: new CallStats(),
+  });
+  await new Promise<void>((resolve, reject) => {
+    cloud.server.once("error", reject);
+    cloud.server.listen(opts.port, opts.host, () => {
+      cloud.server.off("error", reject);
+      resolve();
+    });
+  });
+  const { port } = cloud.server.address() as AddressInfo;
+  const host = opts.host === "0.0.0.0" || opts.host === "::" ? "127.0.0.1" : opts.host;
+  const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    port,
+    dir: opts.dir,
+    close: () => {
+      closing ??= (async () => {
+        fleet.close();
+        runner.close();
+        groups.killAll();
+        await cloud.close();
+        await file.close();
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,151 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { DescribeInstancesCommand, EC2Client, RunInstancesCommand } from "@aws-sdk/client-ec2";
+import { S3Client } from "@aws-sdk/client-s3";
+import { DescribeInstanceInformationCommand, SSMClient } from "@aws-sdk/client-ssm";
+import {
+  type LocalCloud,
+  type LocalCloudOptions,
+  startLocalCloud,
+} from "../../../lib/localcloud/index.js";
+
+export const credentials = { accessKeyId: "test", secretAccessKey: "test" };
+
+/** Client config for the local cloud, the way the application builds it. */
+export function clientConfig(cloud: LocalCloud) {
+  return { region: "us-east-1", endpoint: cloud.url, credentials, maxAttempts: 3 };
+}
+
+export interface TestCloud {
+  cloud: LocalCloud;
+  dir: string;
+  ec2: EC2Client;
+  ssm: SSMClient;
+  s3: S3Client;
+  control<T = unknown>(
+    method: string,
+    path: string,
+    body?: unknown,
+  ): Promise<{ status: number; json: T }>;
+  /** Close the cloud and remove its dir. */
+  close(): Promise<void>;
+}
+
+/** Short delays keep the suite fast; each test file starts its own cloud on an ephemeral port. */
+export const fastDelays = {
+  bootDelayMs: 50,
+  ssmOnlineDelayMs: 50,
+  invocationVisibleDelayMs: 50,
+  terminateDelayMs: 50,
+} satisfies Partial<LocalCloudOptions>;
+
+export async function startTestCloud(
+  opts: Partial<LocalCloudOptions> & { dir?: string } = {},
+): Promise<TestCloud> {
+  const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), "localcloud-test-")));
+  const cloud = await startLocalCloud({ port: 0, ...fastDelays, ...opts, dir });
+  return wrap(cloud, dir);
+}
+
+export function wrap(cloud: LocalCloud, dir: string): TestCloud {
+  const config = clientConfig(cloud);
+  const ec2 = new EC2Client(config);
+  const ssm = new SSMClient(config);
+  const s3 = new S3Client({ ...config, forcePathStyle: true });
+  return {
+    cloud,
+    dir,
+    ec2,
+    ssm,
+    s3,
+    async control<T>(method: string, path: string, body?: unknown) {
+      const res = await fetch(`${cloud.url}/_localcloud${path}`, {
+        method,
+        headers: body === undefined ? {} : { "content-type": "application/json" },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      return { status: res.status, json: (await res.json()) as T };
+    },
+    async close() {
+      ec2.destroy();
+      ssm.destroy();
+      s3.destroy();
+      await cloud.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Poll until `probe` returns a value (not undefined), or fail after `timeoutMs`. */
+export async function waitFor<T>(
+  probe: () => Promise<T | undefined> | T | undefined,
+  timeoutMs = 5_000,
+  intervalMs = 20,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      const v = await probe();
+      if (v !== undefined) return v;
+    } catch (err) {
+      lastError = err;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`waitFor timed out after ${timeoutMs} ms`, { cause: lastError });
+    }
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+export async function launch(
+  t: TestCloud,
+  input: Partial<ConstructorParameters<typeof RunInstancesCommand>[0]> = {},
+): Promise<string> {
+  const out = await t.ec2.send(
+    new RunInstancesCommand({
+      ImageId: "ami-0123456789abcdef0",
+      InstanceType: "t3.micro",
+      MinCount: 1,
+      MaxCount: 1,
+      ...input,
+    }),
+  );
+  const id = out.Instances?.[0]?.InstanceId;
+  if (!id) throw new Error("RunInstances returned no instance");
+  return id;
+}
+
+export async function stateOf(t: TestCloud, id: string): Promise<string | undefined> {
+  const out = await t.ec2.send(new DescribeInstancesCommand({ InstanceIds: [id] }));
+  return out.Reservations?.[0]?.Instances?.[0]?.State?.Name;
+}
+
+/** Launch an instance and wait until SSM reports it Online. */
+export async function launchOnline(
+  t: TestCloud,
+  input: Partial<ConstructorParameters<typeof RunInstancesCommand>[0]> = {},
+): Promise<string> {
+  const id = await launch(t, input);
+  await waitFor(async () => {
+    const out = await t.ssm.send(
+      new DescribeInstanceInformationCommand({ Filters: [{ Key: "InstanceIds", Values: [id] }] }),
+    );
+    return out.InstanceInformationList?.[0]?.PingStatus === "Online" ? true : undefined;
+  });
+  return id;
+}
+
+/** The error a promise rejects with, for assertions on name / status. */
+export async function failure(
+  p: Promise<unknown>,
+): Promise<Error & { $metadata?: { httpStatusCode?: number }; $fault?: string }> {
+  try {
+    await p;
+  } catch (err) {
+    if (err instanceof Error) return err;
+    throw new Error(`rejected with a non-error: ${String(err)}`);
+  }
+  throw new Error("expected the call to fail, it succeeded");
+}
