@@ -5,6 +5,7 @@ import type { Deps } from "../deps.js";
 import { type AppEnv, newRouter } from "./context.js";
 import { ApiError, errorBody, errorResponses } from "./errors.js";
 import { accessLog, bodyLimit } from "./middleware.js";
+import { instanceRoutes } from "./routes/instances.js";
 import { registryRoutes } from "./routes/registry.js";
 import { workspaceRoutes } from "./routes/workspaces.js";
 
@@ -65,6 +66,7 @@ export function createApp(deps: Deps) {
   );
 
   app.route("/", workspaceRoutes);
+  app.route("/", instanceRoutes);
   app.route("/", registryRoutes);
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {

@@ -1,3 +1,4 @@
+import { terminateInstance } from "../compute/launch.js";
 import type { WorkspaceStatus } from "../db/schema.js";
 import type { Deps } from "../deps.js";
 import type { Actor, WorkspaceRow } from "./model.js";
@@ -48,14 +49,26 @@ export async function removeWorkspace(deps: Deps, row: WorkspaceRow): Promise<Re
 }
 
 /**
- * Takes a `removing` workspace to `removed` once nothing of it runs any more. Shared by the route
- * and the sweep's removal pass.
+ * Takes a `removing` workspace to `removed` once its instance is terminated. Shared by the route
+ * and the sweep's removal pass. A transient termination failure leaves it `removing` (done:
+ * false) for the next sweep; the row is never marked removed while its instance may still bill.
  */
 export async function finishRemoval(
   deps: Deps,
   row: WorkspaceRow,
   actor: Actor,
 ): Promise<RemoveResult> {
+  if (row.instanceId) {
+    const terminated = await terminateInstance(deps, row.instanceId, row.launchedAt);
+    if (terminated.kind === "transient") {
+      deps.log.warn("removal: termination failed transiently", {
+        workspaceId: row.id,
+        instanceId: row.instanceId,
+        error: terminated.error,
+      });
+      return { row, done: false };
+    }
+  }
   const [changed] = await transition(deps.db, {
     ids: [row.id],
     from: ["removing"],

@@ -2,6 +2,7 @@ import { createRoute, z } from "@hono/zod-openapi";
 import { isKnownRuntime } from "../../config.js";
 import { WORKSPACE_STATUSES } from "../../db/schema.js";
 import { createWorkspace } from "../../workspaces/create.js";
+import { launchWorkspace } from "../../workspaces/launch.js";
 import { toApi, WorkspaceSchema } from "../../workspaces/model.js";
 import {
   type Cursor,
@@ -36,7 +37,8 @@ const CreateBody = z
         z
           .string()
           .max(4096)
-          .regex(/^[^\0]*$/, "must not contain NUL"),
+          // One line each: the instance's env file holds KEY=VALUE lines.
+          .regex(/^[^\0\r\n]*$/, "must be a single line without NUL"),
       )
       .refine((e) => Object.keys(e).length <= MAX_ENV_ENTRIES, `at most ${MAX_ENV_ENTRIES} entries`)
       .default({}),
@@ -116,14 +118,12 @@ workspaceRoutes.openapi(
     });
     switch (result.kind) {
       case "created": {
-        const external = result.row.runtime === "external";
-        return c.json(
-          {
-            workspace: toApi(result.row),
-            ...(external && { token: result.token.token }),
-          },
-          201,
-        );
+        if (result.row.runtime === "external") {
+          return c.json({ workspace: toApi(result.row), token: result.token.token }, 201);
+        }
+        // A transient failure still answers 201 with instanceId null: the sweep re-drives it.
+        const launched = await launchWorkspace(deps, result.row, "api");
+        return c.json({ workspace: toApi(launched.row) }, 201);
       }
       case "replayed":
         return c.json({ workspace: toApi(result.row) }, 200);

@@ -1,0 +1,159 @@
+import { createHash } from "node:crypto";
+import {
+  GetConsoleOutputCommand,
+  RunInstancesCommand,
+  TerminateInstancesCommand,
+} from "@aws-sdk/client-ec2";
+import type { Deps } from "../deps.js";
+import { awsErrorCode, describeAwsError, isTransientAwsError } from "./errors.js";
+
+export interface LaunchSpec {
+  workspaceId: string;
+  generation: number;
+  tier: number;
+  userData: string;
+}
+
+export type LaunchOutcome =
+  | { kind: "launched"; instanceId: string }
+  /** Nothing is known: the sweep re-drives the launch with the same ClientToken. */
+  | { kind: "transient"; error: { code: string; message: string } }
+  /** EC2 refused the request itself; retrying the same request cannot help. */
+  | { kind: "rejected"; error: { code: string; message: string } };
+
+/** `<workspace id>:<generation>` — 38+ characters, within EC2's 64. */
+export const clientTokenFor = (workspaceId: string, generation: number) =>
+  `${workspaceId}:${generation}`;
+
+export const TAG_MANAGED = "wcp:managed";
+export const TAG_DEPLOYMENT = "wcp:deployment";
+export const TAG_WORKSPACE = "wcp:workspace-id";
+
+/**
+ * Launches a workspace's instance. Idempotent by ClientToken (`<id>:<generation>`): re-driving a
+ * launch whose answer was lost returns the same instance instead of a second one
+ * (docs.aws.amazon.com/ec2/latest/devguide/ec2-api-idempotency.html). Tagged at launch, so no
+ * instance ever exists untagged; IMDSv2 required.
+ *
+ * @throws for IdempotentParameterMismatch: the same token with different parameters is a bug.
+ */
+export async function runInstance(
+  deps: Pick<Deps, "aws" | "config">,
+  spec: LaunchSpec,
+): Promise<LaunchOutcome> {
+  const c = deps.config;
+  const instanceType = c.tierInstanceTypes[String(spec.tier)];
+  if (!instanceType) {
+    return {
+      kind: "rejected",
+      error: { code: "UnknownTier", message: `no instance type for tier ${spec.tier}` },
+    };
+  }
+  const subnets = c.workspaceSubnetIds;
+  // Spread workspaces over the subnets (and so the AZs) deterministically: a re-drive must send
+  // the same parameters under the same ClientToken.
+  const subnet =
+    subnets.length > 0
+      ? subnets[
+          createHash("sha256").update(spec.workspaceId).digest().readUInt32BE(0) % subnets.length
+        ]
+      : undefined;
+  const tags = [
+    { Key: TAG_MANAGED, Value: "true" },
+    { Key: TAG_DEPLOYMENT, Value: c.deploymentId },
+    { Key: TAG_WORKSPACE, Value: spec.workspaceId },
+    { Key: "Name", Value: `ws-${spec.workspaceId.slice(0, 12)}` },
+  ];
+  try {
+    const out = await deps.aws.ec2.send(
+      new RunInstancesCommand({
+        ClientToken: clientTokenFor(spec.workspaceId, spec.generation),
+        ImageId: c.workspaceAmi,
+        InstanceType: instanceType as never,
+        MinCount: 1,
+        MaxCount: 1,
+        // The SDK expects user-data already base64-encoded.
+        UserData: Buffer.from(spec.userData, "utf8").toString("base64"),
+        MetadataOptions: {
+          HttpTokens: "required",
+          HttpEndpoint: "enabled",
+          HttpPutResponseHopLimit: 2,
+        },
+        ...(c.workspaceInstanceProfile !== "" && {
+          IamInstanceProfile: { Name: c.workspaceInstanceProfile },
+        }),
+        ...(subnet !== undefined && { SubnetId: subnet }),
+        ...(c.workspaceSecurityGroupIds.length > 0 && {
+          SecurityGroupIds: c.workspaceSecurityGroupIds,
+        }),
+        TagSpecifications: [
+          { ResourceType: "instance", Tags: tags },
+          { ResourceType: "volume", Tags: tags },
+        ],
+      }),
+    );
+    const instanceId = out.Instances?.[0]?.InstanceId;
+    if (!instanceId) {
+      return {
+        kind: "transient",
+        error: { code: "MalformedReply", message: "RunInstances returned no instance" },
+      };
+    }
+    return { kind: "launched", instanceId };
+  } catch (err) {
+    if (awsErrorCode(err) === "IdempotentParameterMismatch") {
+      throw new Error("RunInstances: same ClientToken with different parameters", { cause: err });
+    }
+    return isTransientAwsError(err)
+      ? { kind: "transient", error: describeAwsError(err) }
+      : { kind: "rejected", error: describeAwsError(err) };
+  }
+}
+
+export type TerminateOutcome =
+  | { kind: "terminated" }
+  | { kind: "transient"; error: { code: string; message: string } };
+
+/**
+ * Terminates an instance; idempotent (terminating a terminated instance succeeds). An id EC2 no
+ * longer knows counts as gone only past the launch grace — inside it, EC2 may simply not list a
+ * fresh instance yet.
+ */
+export async function terminateInstance(
+  deps: Pick<Deps, "aws" | "config" | "clock">,
+  instanceId: string,
+  launchedAt: Date | null,
+): Promise<TerminateOutcome> {
+  try {
+    await deps.aws.ec2.send(new TerminateInstancesCommand({ InstanceIds: [instanceId] }));
+    return { kind: "terminated" };
+  } catch (err) {
+    if (awsErrorCode(err) === "InvalidInstanceID.NotFound") {
+      const age = launchedAt
+        ? deps.clock.now().getTime() - launchedAt.getTime()
+        : Number.POSITIVE_INFINITY;
+      if (age >= deps.config.launchGraceSeconds * 1000) return { kind: "terminated" };
+    }
+    return { kind: "transient", error: describeAwsError(err) };
+  }
+}
+
+/** The instance's console output (EC2 keeps the most recent 64 KB), decoded from base64. */
+export async function consoleOutput(
+  deps: Pick<Deps, "aws">,
+  instanceId: string,
+): Promise<
+  | { kind: "ok"; output: string; timestamp: Date | null }
+  | { kind: "error"; transient: boolean; error: { code: string; message: string } }
+> {
+  try {
+    const out = await deps.aws.ec2.send(new GetConsoleOutputCommand({ InstanceId: instanceId }));
+    return {
+      kind: "ok",
+      output: out.Output ? Buffer.from(out.Output, "base64").toString("utf8") : "",
+      timestamp: out.Timestamp ?? null,
+    };
+  } catch (err) {
+    return { kind: "error", transient: isTransientAwsError(err), error: describeAwsError(err) };
+  }
+}

@@ -1,0 +1,186 @@
+import { createRoute, z } from "@hono/zod-openapi";
+import { checkInstance, type InstanceCheck } from "../../compute/instances.js";
+import { consoleOutput } from "../../compute/launch.js";
+import { WORKSPACE_STATUSES } from "../../db/schema.js";
+import { isExternal, toApi, type WorkspaceRow, WorkspaceSchema } from "../../workspaces/model.js";
+import { restartWorkspace } from "../../workspaces/restart.js";
+import { newRouter } from "../context.js";
+import { ApiError, errorResponses } from "../errors.js";
+import { authenticate } from "../middleware.js";
+import { workspaceOr404 } from "./workspaces.js";
+
+const IdParam = z.object({ id: z.string().openapi({ param: { name: "id", in: "path" } }) });
+const security = [{ bearer: [] }];
+
+const CheckSchema = z
+  .object({
+    outcome: z.enum(["running", "stopped", "transient", "none"]),
+    instanceId: z.string().nullable(),
+    state: z.string().nullable(),
+    error: z.object({ code: z.string(), message: z.string() }).optional(),
+  })
+  .openapi("InstanceCheck");
+
+type CheckView = z.infer<typeof CheckSchema>;
+
+/** The API's view of a running-check outcome; exhaustive, so a fourth outcome breaks the build. */
+export function checkView(check: InstanceCheck): CheckView {
+  switch (check.outcome) {
+    case "running":
+    case "stopped":
+      return { outcome: check.outcome, instanceId: check.instanceId, state: check.state };
+    case "transient":
+      return {
+        outcome: "transient",
+        instanceId: check.instanceId,
+        state: null,
+        error: check.error,
+      };
+    default: {
+      const unreachable: never = check;
+      throw new Error(`unhandled outcome ${JSON.stringify(unreachable)}`);
+    }
+  }
+}
+
+function assertInstanceBacked(row: WorkspaceRow, what: string): void {
+  if (isExternal(row)) {
+    throw new ApiError("EXTERNAL_RUNTIME", `An external workspace has no instance to ${what}.`, {
+      hint: "External agents run elsewhere; see GET /workspaces/{id}/status for their heartbeat.",
+    });
+  }
+}
+
+export const instanceRoutes = newRouter();
+instanceRoutes.use("/workspaces/*", authenticate("admin"));
+
+instanceRoutes.openapi(
+  createRoute({
+    method: "get",
+    path: "/workspaces/{id}/status",
+    tags: ["instances"],
+    summary: "Live status: the running check of the workspace's instance (read-only)",
+    security,
+    request: { params: IdParam },
+    responses: {
+      200: {
+        description: "The stored status and a live check.",
+        content: {
+          "application/json": {
+            schema: z.object({
+              status: z.enum(WORKSPACE_STATUSES),
+              check: CheckSchema,
+              heartbeatAgeSeconds: z.number().nullable(),
+            }),
+          },
+        },
+      },
+      ...errorResponses(401, 403, 404, 500),
+    },
+  }),
+  async (c) => {
+    const deps = c.get("deps");
+    const row = await workspaceOr404(deps.db, c.req.valid("param").id);
+    const check: CheckView =
+      isExternal(row) || row.instanceId === null
+        ? { outcome: "none", instanceId: row.instanceId, state: null }
+        : checkView(await checkInstance(deps, row.instanceId, row.launchedAt));
+    const beat = row.lastHeartbeatAt;
+    return c.json(
+      {
+        status: row.status,
+        check,
+        heartbeatAgeSeconds:
+          beat === null
+            ? null
+            : Math.max(0, Math.round((deps.clock.now().getTime() - beat.getTime()) / 1000)),
+      },
+      200,
+    );
+  },
+);
+
+instanceRoutes.openapi(
+  createRoute({
+    method: "post",
+    path: "/workspaces/{id}/restart",
+    tags: ["instances"],
+    summary: "Terminate the instance and launch a new one (new generation)",
+    security,
+    request: { params: IdParam },
+    responses: {
+      202: {
+        description: "Relaunching; the workspace is provisioning.",
+        content: { "application/json": { schema: z.object({ workspace: WorkspaceSchema }) } },
+      },
+      ...errorResponses(401, 403, 404, 409, 422, 500),
+    },
+  }),
+  async (c) => {
+    const deps = c.get("deps");
+    const row = await workspaceOr404(deps.db, c.req.valid("param").id);
+    assertInstanceBacked(row, "restart");
+    if (row.status === "removing" || row.status === "removed") {
+      throw new ApiError("WORKSPACE_REMOVED", "The workspace is removed.");
+    }
+    const result = await restartWorkspace(deps, row);
+    if (result.kind === "conflict") {
+      throw new ApiError(
+        "WORKSPACE_STATE_CONFLICT",
+        "The workspace changed while restarting; read it and try again.",
+      );
+    }
+    return c.json({ workspace: toApi(result.row) }, 202);
+  },
+);
+
+instanceRoutes.openapi(
+  createRoute({
+    method: "get",
+    path: "/workspaces/{id}/console",
+    tags: ["instances"],
+    summary: "The instance's console output (the most recent 64 KB)",
+    security,
+    request: { params: IdParam },
+    responses: {
+      200: {
+        description: "Decoded console output.",
+        content: {
+          "application/json": {
+            schema: z.object({
+              instanceId: z.string(),
+              output: z.string(),
+              timestamp: z.string().nullable(),
+            }),
+          },
+        },
+      },
+      ...errorResponses(401, 403, 404, 409, 422, 500, 502, 503),
+    },
+  }),
+  async (c) => {
+    const deps = c.get("deps");
+    const row = await workspaceOr404(deps.db, c.req.valid("param").id);
+    assertInstanceBacked(row, "read the console of");
+    if (row.instanceId === null) {
+      throw new ApiError("WORKSPACE_STATE_CONFLICT", "The workspace has no instance yet.", {
+        hint: "The launch is pending; the sweep re-drives it.",
+      });
+    }
+    const out = await consoleOutput(deps, row.instanceId);
+    if (out.kind === "error") {
+      throw new ApiError(
+        out.transient ? "UPSTREAM_UNAVAILABLE" : "COMMAND_FAILED",
+        `EC2 did not return the console output (${out.error.code}).`,
+      );
+    }
+    return c.json(
+      {
+        instanceId: row.instanceId,
+        output: out.output,
+        timestamp: out.timestamp?.toISOString() ?? null,
+      },
+      200,
+    );
+  },
+);

@@ -1,0 +1,53 @@
+import { terminateInstance } from "../compute/launch.js";
+import type { WorkspaceStatus } from "../db/schema.js";
+import type { Deps } from "../deps.js";
+import { type LaunchResult, launchWorkspace } from "./launch.js";
+import type { WorkspaceRow } from "./model.js";
+import { instanceToken, replaceTokens } from "./tokens.js";
+import { transition } from "./transition.js";
+
+const RESTARTABLE: readonly WorkspaceStatus[] = [
+  "provisioning",
+  "online",
+  "degraded",
+  "offline",
+  "failed",
+];
+
+export type RestartResult = LaunchResult | { kind: "conflict"; row: WorkspaceRow };
+
+/**
+ * `POST /workspaces/:id/restart`: moves the row to a new generation without an instance (so the
+ * old instance is no longer the workspace's — if terminating it fails now, the orphan pass
+ * terminates it later and nothing leaks), terminates the old instance, launches the new one.
+ */
+export async function restartWorkspace(deps: Deps, row: WorkspaceRow): Promise<RestartResult> {
+  const [changed] = await transition(deps.db, {
+    ids: [row.id],
+    from: RESTARTABLE,
+    to: "provisioning",
+    instanceId: row.instanceId,
+    reason: "restart requested",
+    actor: "api",
+    set: { bumpGeneration: true, instanceId: null, launchedAt: null, lastError: null },
+  });
+  if (!changed) return { kind: "conflict", row };
+  const next = changed.row;
+  // The new instance gets a new token; the old instance's token dies with it.
+  await replaceTokens(
+    deps.db,
+    next.id,
+    instanceToken(deps.config.adminToken ?? "", next.id, next.generation),
+  );
+  if (row.instanceId) {
+    const terminated = await terminateInstance(deps, row.instanceId, row.launchedAt);
+    if (terminated.kind === "transient") {
+      deps.log.warn("restart: old instance not terminated yet; the orphan pass will", {
+        workspaceId: row.id,
+        instanceId: row.instanceId,
+        error: terminated.error,
+      });
+    }
+  }
+  return launchWorkspace(deps, next, "api");
+}
