@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { resolve } from "node:path";
 import { serve } from "@hono/node-server";
 import { createAwsClients } from "../lib/compute/clients.js";
 import { loadConfig } from "../lib/config.js";
@@ -30,7 +31,7 @@ config.platformUrl ??= `http://127.0.0.1:${config.port}`;
 const log = createLog("local", config.logLevel);
 
 const cloud = config.localCloud
-  ? await startLocalCloud({ port: config.localCloudPort, dir: config.localCloudDir })
+  ? await startLocalCloud({ port: config.localCloudPort, dir: resolve(config.localCloudDir) })
   : undefined;
 const aws = createAwsClients({
   region: config.awsRegion,
