@@ -22,7 +22,10 @@ const minPageSize = 5;
 const maxPageSize = 1000;
 /** "You can assign a maximum of 50 tags to a resource" (tag restrictions, Using_Tags.html). */
 const maxTagsPerResource = 50;
-/** The default On-Demand vCPU-based limit lets a new account run about 20 small instances. */
+/**
+ * A local cap, not an AWS number: MaxCount above it launches this many (AWS launches as many as
+ * capacity allows, at least MinCount), MinCount above it is InstanceLimitExceeded.
+ */
 const maxInstancesPerCall = 20;
 
 export interface Ec2Deps {

@@ -9,7 +9,7 @@ import { ProcessGroups } from "./processes.js";
 import { CommandRunner } from "./runcommand.js";
 import { ObjectStore } from "./s3.js";
 import { CloudServer } from "./server.js";
-import { type CloudState, StateFile } from "./store.js";
+import { StateFile } from "./store.js";
 
 export type { LocalCloudOptions } from "./options.js";
 
@@ -33,13 +33,8 @@ export interface LocalCloud {
 export async function startLocalCloud(options: LocalCloudOptions): Promise<LocalCloud> {
   const opts = resolveOptions(options);
   mkdirSync(join(opts.dir, "instances"), { recursive: true });
-  let state: CloudState | undefined;
-  const file = new StateFile(opts.dir, () => {
-    if (!state) throw new Error("state saved before it was loaded");
-    return state;
-  });
-  const loaded = file.load();
-  state = loaded;
+  const file = new StateFile(opts.dir);
+  const loaded = file.state;
   const changed = () => file.changed();
   const groups = new ProcessGroups();
   const fleet = new Fleet(loaded, opts, groups, changed);

@@ -118,17 +118,19 @@ export class StateFile {
   #timer: NodeJS.Timeout | undefined;
   #writing: Promise<void> = Promise.resolve();
   #closed = false;
+  /** The live state object; every write serialises it as it is at that moment. */
+  readonly state: CloudState;
 
   constructor(
     dir: string,
-    private readonly snapshot: () => CloudState,
     private readonly debounceMs = 25,
   ) {
     mkdirSync(dir, { recursive: true });
     this.path = join(dir, "state.json");
+    this.state = this.#load();
   }
 
-  load(): CloudState {
+  #load(): CloudState {
     let text: string;
     try {
       text = readFileSync(this.path, "utf8");
@@ -136,8 +138,9 @@ export class StateFile {
       return emptyState();
     }
     const parsed = JSON.parse(text) as CloudState;
-    if (parsed.version !== 1)
+    if (parsed.version !== 1) {
       throw new Error(`unsupported localcloud state version in ${this.path}`);
+    }
     return parsed;
   }
 
@@ -153,7 +156,7 @@ export class StateFile {
 
   async #write(): Promise<void> {
     const tmp = `${this.path}.${process.pid}.tmp`;
-    await writeFile(tmp, JSON.stringify(this.snapshot()));
+    await writeFile(tmp, JSON.stringify(this.state));
     await rename(tmp, this.path);
   }
 
@@ -163,7 +166,7 @@ export class StateFile {
     clearTimeout(this.#timer);
     await this.#writing;
     const tmp = `${this.path}.${process.pid}.tmp`;
-    writeFileSync(tmp, JSON.stringify(this.snapshot()));
+    writeFileSync(tmp, JSON.stringify(this.state));
     renameSync(tmp, this.path);
   }
 }
