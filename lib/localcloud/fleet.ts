@@ -262,7 +262,14 @@ export class Fleet {
     if (next === Number.POSITIVE_INFINITY) return;
     // setTimeout overflows past 2^31-1 ms; a shorter wake-up that finds nothing due is harmless.
     const delay = Math.min(Math.max(0, next - Date.now()), 2 ** 31 - 1);
-    this.#timer = setTimeout(() => this.tick(), delay);
+    this.#timer = setTimeout(() => {
+      try {
+        this.tick();
+      } catch (err) {
+        // A timer callback that throws would take the whole process down; the next call retries.
+        console.error("localcloud: instance state transition failed", err);
+      }
+    }, delay);
     this.#timer.unref();
   }
 

@@ -1,6 +1,9 @@
+import { mkdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { DescribeInstancesCommand } from "@aws-sdk/client-ec2";
+import { PutObjectCommand } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { launch, startTestCloud, type TestCloud } from "./harness.js";
+import { failure, launch, startTestCloud, type TestCloud } from "./harness.js";
 
 /** The wire edges the SDK never exercises: raw requests must get an answer, never a crash. */
 
@@ -95,6 +98,21 @@ describe("S3 wire format and the control listing", () => {
     const bad = await fetch(`${t.cloud.url}/Bad_Bucket/key`);
     expect(bad.status).toBe(400);
     expect(await bad.text()).toContain("<Code>InvalidBucketName</Code>");
+  });
+
+  it("turns an internal failure into a 500 InternalError and keeps serving", async () => {
+    // A plain file where the bucket directory should go makes the write fail inside the server.
+    await mkdir(join(t.dir, "s3"), { recursive: true });
+    await writeFile(join(t.dir, "s3", "blocked-bucket"), "not a directory");
+    const err = await failure(
+      t.s3.send(new PutObjectCommand({ Bucket: "blocked-bucket", Key: "k", Body: "x" })),
+    );
+    expect(err.name).toBe("InternalError");
+    expect(err.$metadata?.httpStatusCode).toBe(500);
+    const ok = await t.s3.send(
+      new PutObjectCommand({ Bucket: "open-bucket", Key: "k", Body: "x" }),
+    );
+    expect(ok.ETag).toBeTruthy();
   });
 
   it("lists instances with id, state, tags, dir, client token and ping status", async () => {
