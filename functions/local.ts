@@ -9,6 +9,7 @@ import { systemClock } from "../lib/deps.js";
 import { createApp } from "../lib/http/app.js";
 import { startLocalCloud } from "../lib/localcloud/index.js";
 import { createLog } from "../lib/log.js";
+import { runSweep } from "../lib/sweep/run.js";
 
 // `npm start`: the whole product on one machine — API, embedded PGlite, embedded local cloud.
 
@@ -66,11 +67,26 @@ const server = serve({ fetch: app.fetch, port: config.port, hostname: "127.0.0.1
   );
 });
 
+// The sweep on a timer, as the schedule runs it in AWS; one run at a time.
+const intervalMs = config.sweepIntervalSeconds * 1000;
+let sweeping: Promise<unknown> | null = null;
+const sweepTimer = setInterval(() => {
+  if (sweeping) return;
+  const deadline = Date.now() + intervalMs;
+  sweeping = runSweep(deps, { budget: { remainingMs: () => deadline - Date.now() } })
+    .catch((err: unknown) => log.error("sweep failed", { error: String(err) }))
+    .finally(() => {
+      sweeping = null;
+    });
+}, intervalMs);
+
 let stopping = false;
 async function shutdown(signal: string) {
   if (stopping) return;
   stopping = true;
   log.info("shutting down", { signal });
+  clearInterval(sweepTimer);
+  await sweeping;
   server.close();
   await cloud?.close();
   await database.close();

@@ -13,7 +13,8 @@ export interface TransitionSet {
 }
 
 export interface TransitionInput {
-  ids: readonly string[];
+  /** The rows to change; `"matching"` changes every row `where` matches (up to `limit`). */
+  ids: readonly string[] | "matching";
   /** The statuses the row must be in; anything else is left alone (a racing writer won). */
   from: readonly WorkspaceStatus[];
   to: WorkspaceStatus;
@@ -24,6 +25,8 @@ export interface TransitionInput {
   set?: TransitionSet;
   /** An extra condition on the row, e.g. a staleness test on the database clock. */
   where?: SQL;
+  /** At most this many rows (a sweep batch). */
+  limit?: number;
 }
 
 export interface Transitioned {
@@ -39,6 +42,7 @@ export interface Transitioned {
  */
 export async function transition(db: Db, input: TransitionInput): Promise<Transitioned[]> {
   if (input.ids.length === 0 || input.from.length === 0) return [];
+  if (input.ids === "matching" && !input.where) throw new Error("transition: matching needs where");
   const s = input.set ?? {};
   const sets: SQL[] = [sql`status = ${input.to}`, sql`updated_at = now()`];
   if (s.instanceId !== undefined) sets.push(sql`instance_id = ${s.instanceId}`);
@@ -48,10 +52,8 @@ export async function transition(db: Db, input: TransitionInput): Promise<Transi
   if (s.lastError !== undefined) sets.push(sql`last_error = ${s.lastError}`);
   if (s.bumpGeneration) sets.push(sql`generation = w.generation + 1`);
 
-  const conds: SQL[] = [
-    sql`w.id in ${input.ids}`,
-    sql`w.status::text in ${input.from as string[]}`,
-  ];
+  const conds: SQL[] = [sql`w.status::text in ${input.from as string[]}`];
+  if (input.ids !== "matching") conds.push(sql`w.id in ${input.ids}`);
   if (input.instanceId === null) conds.push(sql`w.instance_id is null`);
   else if (input.instanceId !== undefined) conds.push(sql`w.instance_id = ${input.instanceId}`);
   if (input.where) conds.push(input.where);
@@ -61,6 +63,7 @@ export async function transition(db: Db, input: TransitionInput): Promise<Transi
     with prev as (
       select w.id, w.status as prev_status from workspaces w
       where ${sql.join(conds, sql` and `)}
+      ${input.limit !== undefined ? sql`order by w.id limit ${input.limit}` : sql``}
       for update
     ),
     upd as (

@@ -1,0 +1,60 @@
+import { and, inArray, isNotNull, ne } from "drizzle-orm";
+import { checkInstances } from "../compute/instances.js";
+import { workspaces } from "../db/schema.js";
+import { transition } from "../workspaces/transition.js";
+import { sameInstance, workspaceBatches } from "./batches.js";
+import { type PassContext, type PassCounts, zeroCounts } from "./types.js";
+
+/**
+ * Liveness: instance-backed `online`/`degraded` workspaces whose instance the running check
+ * reports `stopped` go `offline`. `transient` leaves the row untouched — a throttled or failing
+ * DescribeInstances is never evidence of death. Per batch of 200: one query, one DescribeInstances
+ * call, and at most one conditional UPDATE (on status and instance id, so a restart racing this
+ * pass is never overwritten).
+ */
+export async function sweepLiveness(ctx: PassContext): Promise<PassCounts> {
+  const counts = zeroCounts();
+  const where = and(
+    inArray(workspaces.status, ["online", "degraded"]),
+    ne(workspaces.runtime, "external"),
+    isNotNull(workspaces.instanceId),
+  );
+  for await (const rows of workspaceBatches(ctx, where)) {
+    counts.checked += rows.length;
+    const checks = await checkInstances(
+      ctx.deps,
+      rows.map((r) => r.instanceId ?? ""),
+      { launchedAt: new Map(rows.map((r) => [r.instanceId ?? "", r.launchedAt])) },
+    );
+    const stopped = [];
+    for (const row of rows) {
+      const check = checks.get(row.instanceId ?? "");
+      switch (check?.outcome) {
+        case "running":
+          break;
+        case "stopped":
+          stopped.push(row);
+          break;
+        case "transient":
+        case undefined:
+          counts.transient++;
+          break;
+        default: {
+          const unreachable: never = check;
+          throw new Error(`unhandled outcome ${JSON.stringify(unreachable)}`);
+        }
+      }
+    }
+    if (stopped.length === 0) continue;
+    const changed = await transition(ctx.deps.db, {
+      ids: stopped.map((r) => r.id),
+      from: ["online", "degraded"],
+      to: "offline",
+      where: sameInstance(stopped),
+      reason: "instance stopped",
+      actor: "sweep:liveness",
+    });
+    counts.changed += changed.length;
+  }
+  return counts;
+}

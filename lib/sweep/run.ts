@@ -1,0 +1,113 @@
+import { randomUUID } from "node:crypto";
+import type { Deps } from "../deps.js";
+import { sweepInstalls } from "./installs.js";
+import { sweepLaunch } from "./launch.js";
+import { acquireLease, releaseLease } from "./lease.js";
+import { sweepLiveness } from "./liveness.js";
+import { sweepOrphans } from "./orphans.js";
+import { sweepProvisionTimeout } from "./provision-timeout.js";
+import { sweepReadiness } from "./readiness.js";
+import { sweepRemoval } from "./removal.js";
+import { sweepExternalStaleness } from "./staleness.js";
+import {
+  hasTimeForBatch,
+  type PassContext,
+  type PassCounts,
+  type SweepBudget,
+  zeroCounts,
+} from "./types.js";
+
+export const PASSES = {
+  launch: sweepLaunch,
+  readiness: sweepReadiness,
+  liveness: sweepLiveness,
+  external: sweepExternalStaleness,
+  "provision-timeout": sweepProvisionTimeout,
+  removal: sweepRemoval,
+  installs: sweepInstalls,
+  orphans: sweepOrphans,
+} as const satisfies Record<string, (ctx: PassContext) => Promise<PassCounts>>;
+
+export type PassName = keyof typeof PASSES;
+
+export interface PassReport extends PassCounts {
+  /** Another run held the pass's lease, or no time was left: nothing was done. */
+  skipped?: "leased" | "no-time";
+}
+
+export interface SweepSummary {
+  runId: string;
+  passes: Record<PassName, PassReport>;
+  /** More than half of the liveness checks were transient: AWS is unwell, statuses are stale. */
+  degraded: boolean;
+  durationMs: number;
+}
+
+/** Where a run's figures go (CloudWatch EMF in Lambda; nowhere locally). */
+export interface SweepMetrics {
+  record(summary: SweepSummary): void;
+}
+
+export interface SweepOptions {
+  budget: SweepBudget;
+  batchSize?: number;
+  /** Only these passes (tests); all of them, in order, by default. */
+  passes?: readonly PassName[];
+  metrics?: SweepMetrics;
+  runId?: string;
+}
+
+// DescribeInstances takes at most 200 filter values, so a batch of 200 rows is one call.
+export const DEFAULT_BATCH_SIZE = 200;
+
+/**
+ * One sweep run: every pass in order, each under its own lease so overlapping runs never do the
+ * same pass twice, each in bounded batches within the budget. A pass that throws is counted and
+ * logged; the others still run. Logs one JSON summary and records metrics.
+ */
+export async function runSweep(deps: Deps, opts: SweepOptions): Promise<SweepSummary> {
+  const started = performance.now();
+  const runId = opts.runId ?? randomUUID();
+  const ctx: PassContext = {
+    deps,
+    budget: opts.budget,
+    batchSize: opts.batchSize ?? DEFAULT_BATCH_SIZE,
+  };
+  const names = opts.passes ?? (Object.keys(PASSES) as PassName[]);
+  const passes = Object.fromEntries(
+    (Object.keys(PASSES) as PassName[]).map((n) => [n, { ...zeroCounts(), skipped: "no-time" }]),
+  ) as Record<PassName, PassReport>;
+
+  for (const name of names) {
+    if (!hasTimeForBatch(opts.budget)) break;
+    // The lease outlives the run's budget a little, so a crashed run's lease frees itself.
+    const ttl = Math.ceil(opts.budget.remainingMs() / 1000) + 30;
+    if (!(await acquireLease(deps.db, `sweep:${name}`, runId, ttl))) {
+      passes[name] = { ...zeroCounts(), skipped: "leased" };
+      continue;
+    }
+    try {
+      passes[name] = await PASSES[name](ctx);
+    } catch (err) {
+      passes[name] = { ...zeroCounts(), errors: 1 };
+      deps.log.error("sweep pass failed", { runId, pass: name, error: errorText(err) });
+    } finally {
+      await releaseLease(deps.db, `sweep:${name}`, runId).catch(() => {});
+    }
+  }
+
+  const live = passes.liveness;
+  const summary: SweepSummary = {
+    runId,
+    passes,
+    degraded: live.checked > 0 && live.transient * 2 > live.checked,
+    durationMs: Math.round(performance.now() - started),
+  };
+  deps.log.info("sweep", { ...summary });
+  opts.metrics?.record(summary);
+  return summary;
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+}
