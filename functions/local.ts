@@ -14,11 +14,11 @@ import { runSweep } from "../lib/sweep/run.js";
 // `npm start`: the whole product on one machine — API, embedded PGlite, embedded local cloud.
 
 const DATA_DIR = "./.data";
-mkdirSync(DATA_DIR, { recursive: true });
 
 /** The admin token: ADMIN_TOKEN, else one generated once and kept under ./.data (mode 0600). */
 function localAdminToken(): string {
   const file = `${DATA_DIR}/admin-token`;
+  mkdirSync(DATA_DIR, { recursive: true });
   if (existsSync(file)) return readFileSync(file, "utf8").trim();
   const token = randomBytes(32).toString("base64url");
   writeFileSync(file, `${token}\n`, { mode: 0o600 });

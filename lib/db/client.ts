@@ -21,6 +21,8 @@ export interface OpenDbOptions {
   onPoolError?: (err: Error) => void;
   /** Pool size for the Neon driver. A Lambda container serves one request at a time. */
   maxConnections?: number;
+  /** Sees every statement sent (one round trip each): benchmarks count them. */
+  onQuery?: (query: string) => void;
 }
 
 const migrationsFolder = fileURLToPath(new URL("./migrations", import.meta.url));
@@ -42,7 +44,7 @@ export async function openDb(url: string, opts: OpenDbOptions = {}): Promise<Ope
       mkdirSync(dataDir, { recursive: true });
     }
     const client = await PGlite.create(dataDir);
-    const db = drizzle({ client, schema });
+    const db = drizzle({ client, schema, ...queryLogger(opts) });
     return {
       db: db as unknown as Db,
       kind: "pglite",
@@ -60,7 +62,7 @@ export async function openDb(url: string, opts: OpenDbOptions = {}): Promise<Ope
   // Without this listener the process dies when the server drops an idle connection
   // (Neon scales to zero; pg_terminate_backend); with it the next query reconnects.
   pool.on("error", (err: Error) => opts.onPoolError?.(err));
-  const db = drizzle({ client: pool, schema });
+  const db = drizzle({ client: pool, schema, ...queryLogger(opts) });
   return {
     db: db as unknown as Db,
     kind: "neon",
@@ -68,3 +70,6 @@ export async function openDb(url: string, opts: OpenDbOptions = {}): Promise<Ope
     close: () => pool.end(),
   };
 }
+
+const queryLogger = (opts: OpenDbOptions) =>
+  opts.onQuery ? { logger: { logQuery: (query: string) => opts.onQuery?.(query) } } : {};
