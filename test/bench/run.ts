@@ -1,0 +1,90 @@
+import { writeFileSync } from "node:fs";
+import { cpus, totalmem } from "node:os";
+import { benchApi } from "./api.js";
+import { benchCommands } from "./commands.js";
+import { benchSweep, type SweepFigures } from "./sweep.js";
+
+// `npm run bench`: measures, in one run on this machine, what the product exists for, each figure
+// next to the baseline a user would otherwise have; writes BENCHMARKS.md.
+
+const only = process.argv.slice(2);
+const want = (name: string) => only.length === 0 || only.includes(name);
+const ratio = (a: number, b: number) => (b === 0 ? "∞" : `${(a / b).toFixed(1)}×`);
+const sections: string[] = [];
+const log = (msg: string) => console.error(`[bench] ${msg}`);
+
+if (want("sweep")) {
+  const rows: SweepFigures[] = [];
+  for (const n of [1_000, 10_000]) {
+    log(`sweep liveness over ${n} workspaces (baseline loops one call per workspace)…`);
+    rows.push(await benchSweep(n, 10));
+  }
+  sections.push(
+    [
+      "## Sweep scaling (liveness pass)",
+      "",
+      "N instance-backed workspaces (1% crashed), 10 ms added to every EC2 call by the local cloud.",
+      "Baseline: one `DescribeInstances` per workspace in a loop and one `UPDATE` per change — the",
+      "design this product replaces. Goal at 10,000: ≥ 100× fewer AWS calls, ≥ 50× less wall time.",
+      "",
+      "| N | AWS calls (product / baseline) | fewer calls | DB round trips (product / baseline) | wall ms (product / baseline) | faster |",
+      "|---|---|---|---|---|---|",
+      ...rows.map(
+        (r) =>
+          `| ${r.n.toLocaleString("en")} | ${r.product.awsCalls} / ${r.baseline.awsCalls} | ${ratio(r.baseline.awsCalls, r.product.awsCalls)} | ${r.product.queries} / ${r.baseline.queries} | ${r.product.wallMs} / ${r.baseline.wallMs} | ${ratio(r.baseline.wallMs, r.product.wallMs)} |`,
+      ),
+    ].join("\n"),
+  );
+}
+
+if (want("api")) {
+  log("API throughput (autocannon, 10 connections, 5 s per route)…");
+  const api = await benchApi(5);
+  const bare = api[0]?.requestsPerSecond ?? 0;
+  sections.push(
+    [
+      "## API",
+      "",
+      "autocannon, 10 connections, 5 s per route, server and load generator in one process on",
+      "loopback, PGlite in memory. Baseline: a bare Hono route in the same process. Goal: 1 database",
+      "round trip for an admin read, 2 for a workspace-token write.",
+      "",
+      "| route | req/s | of bare Hono | p50 ms | p99 ms | DB round trips / request |",
+      "|---|---|---|---|---|---|",
+      ...api.map(
+        (r) =>
+          `| ${r.route} | ${r.requestsPerSecond} | ${ratio(r.requestsPerSecond, bare)} | ${r.p50Ms} | ${r.p99Ms} | ${r.roundTripsPerRequest ?? "—"} |`,
+      ),
+    ].join("\n"),
+  );
+}
+
+if (want("commands")) {
+  log("runCommand overhead…");
+  const c = await benchCommands(10, 1000);
+  sections.push(
+    [
+      "## Commands",
+      "",
+      `\`runCommand\` of a command that sleeps ${c.commandMs} ms, ${c.runs} runs on a local-cloud instance`,
+      "(its `GetCommandInvocation` answers `InvocationDoesNotExist` for the first 200 ms, as SSM may).",
+      "Goal: median overhead ≤ 300 ms.",
+      "",
+      "| median wall ms | median overhead ms | max overhead ms |",
+      "|---|---|---|",
+      `| ${c.medianWallMs} | ${c.medianOverheadMs} | ${c.maxOverheadMs} |`,
+    ].join("\n"),
+  );
+}
+
+const header = [
+  "# Benchmarks",
+  "",
+  `Measured ${new Date().toISOString().slice(0, 10)} on ${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}.`,
+  "Every figure is from one run of `npm run bench`; ratios compare figures of that same run.",
+  "Reproduce: `npm ci && npm run bench` (sections: `npm run bench -- sweep api commands`).",
+].join("\n");
+
+const text = `${[header, ...sections].join("\n\n")}\n`;
+if (only.length === 0) writeFileSync("BENCHMARKS.md", text);
+console.log(text);

@@ -1,0 +1,127 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { RunInstancesCommand } from "@aws-sdk/client-ec2";
+import { createAwsClients } from "../../lib/compute/clients.js";
+import { openDb } from "../../lib/db/client.js";
+import { workspaces } from "../../lib/db/schema.js";
+import { type Deps, silentLog, systemClock } from "../../lib/deps.js";
+import { type LocalCloud, startLocalCloud } from "../../lib/localcloud/index.js";
+import { testConfig } from "../support/context.js";
+
+/** A bench world: a local cloud, an in-memory PGlite with the schema, deps over both, counters. */
+export interface World {
+  cloud: LocalCloud;
+  deps: Deps;
+  queries: { count: number };
+  control(
+    path: string,
+    init?: { method?: string; body?: unknown },
+  ): Promise<Record<string, unknown>>;
+  awsCalls(name?: string): Promise<number>;
+  close(): Promise<void>;
+}
+
+export async function createWorld(env: Record<string, string> = {}): Promise<World> {
+  const dir = mkdtempSync(join(tmpdir(), "wcp-bench-"));
+  const cloud = await startLocalCloud({
+    port: 0,
+    dir,
+    bootDelayMs: 10,
+    ssmOnlineDelayMs: 10,
+    invocationVisibleDelayMs: 200,
+  });
+  const queries = { count: 0 };
+  const opened = await openDb("memory://", {
+    onQuery: () => {
+      queries.count++;
+    },
+  });
+  await opened.migrate();
+  const aws = createAwsClients({
+    region: "us-east-1",
+    endpoint: cloud.url,
+    credentials: { accessKeyId: "bench", secretAccessKey: "bench" },
+    maxAttempts: 3,
+    requestTimeoutMs: 30_000,
+  });
+  const deps: Deps = {
+    db: opened.db,
+    aws,
+    clock: systemClock,
+    log: silentLog,
+    config: testConfig({ LAUNCH_GRACE_SECONDS: "1", INSTALL_SYNC_WAIT_SECONDS: "25", ...env }),
+  };
+  const control = async (path: string, init: { method?: string; body?: unknown } = {}) => {
+    const res = await fetch(`${cloud.url}/_localcloud${path}`, {
+      method: init.method ?? "GET",
+      ...(init.body !== undefined && {
+        body: JSON.stringify(init.body),
+        headers: { "content-type": "application/json" },
+      }),
+    });
+    return (await res.json()) as Record<string, unknown>;
+  };
+  return {
+    cloud,
+    deps,
+    queries,
+    control,
+    async awsCalls(name?: string) {
+      const calls = (await control("/stats")).calls as Record<string, number>;
+      if (name) return calls[name] ?? 0;
+      return Object.values(calls).reduce((a, b) => a + b, 0);
+    },
+    async close() {
+      await opened.close();
+      await cloud.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** `n` running instances (20 per RunInstances call) and an online row for each. */
+export async function seedFleet(
+  world: World,
+  n: number,
+): Promise<{ id: string; instanceId: string }[]> {
+  const instanceIds: string[] = [];
+  for (let i = 0; i < n; i += 20) {
+    const count = Math.min(20, n - i);
+    const out = await world.deps.aws.ec2.send(
+      new RunInstancesCommand({
+        ImageId: "ami-bench",
+        InstanceType: "t3.small",
+        MinCount: count,
+        MaxCount: count,
+      }),
+    );
+    instanceIds.push(...(out.Instances ?? []).map((x) => x.InstanceId ?? ""));
+  }
+  const rows: { id: string; instanceId: string }[] = [];
+  for (let i = 0; i < instanceIds.length; i += 1000) {
+    const inserted = await world.deps.db
+      .insert(workspaces)
+      .values(
+        instanceIds.slice(i, i + 1000).map((instanceId, j) => ({
+          name: `bench-${i + j}`,
+          runtime: "langgraph",
+          status: "online" as const,
+          instanceId,
+          generation: 1,
+          launchedAt: new Date(Date.now() - 3_600_000),
+        })),
+      )
+      .returning({ id: workspaces.id, instanceId: workspaces.instanceId });
+    rows.push(...inserted.map((r) => ({ id: r.id, instanceId: r.instanceId ?? "" })));
+  }
+  return rows;
+}
+
+export const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? (s[m] ?? 0) : ((s[m - 1] ?? 0) + (s[m] ?? 0)) / 2;
+};
+
+export const round = (x: number, digits = 1) => Math.round(x * 10 ** digits) / 10 ** digits;
