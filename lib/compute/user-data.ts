@@ -21,28 +21,54 @@ export class UserDataTooLargeError extends Error {
 }
 
 /**
+ * An env entry the env file cannot hold: a key that is not a shell variable name, or a value with
+ * a line break, NUL or broken UTF-16. The API refuses these as 400; reaching here is a bug.
+ */
+export class UserDataValueError extends Error {
+  override name = "UserDataValueError";
+  constructor(readonly key: string) {
+    super(`env entry ${JSON.stringify(key.slice(0, 64))} cannot be written to the env file`);
+  }
+}
+
+const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
+// A line break would start a second KEY=VALUE line (an injected variable); NUL and lone
+// surrogates have no faithful UTF-8 bytes.
+const BAD_VALUE = /[\r\n\0]|\p{Cs}/u;
+
+/**
  * The boot script of a workspace instance: prepares `$WORKSPACE_ROOT` (configs/plugins and
  * configs/skills, which plugin installs write to), writes the workspace's env file (mode 0600) and
  * starts the runtime image with it. Every value goes through the quoting builder.
+ *
+ * The env file travels base64-encoded: user-data is not an SSM document, so `{{` in an env value
+ * (a prompt or Go template) is harmless here, but the quoting builder refuses `{{` in any value —
+ * quoted as is, such a value would make the launch throw. Base64 has no `{{`, quotes or `$`.
  *
  * The runtime container is started only where `WORKSPACE_ROOT` is the real instance's default: a
  * stand-in host (the local cloud presets `WORKSPACE_ROOT` to the instance's directory) gets the
  * files but its own container engine is never touched.
  *
  * @throws UserDataTooLargeError past 16 KB.
+ * @throws UserDataValueError for an env key or value the env file cannot hold.
  */
 export function buildUserData(input: UserDataInput): string {
-  const lines = Object.entries({
+  const entries = Object.entries({
     ...input.env,
     // The product's own variables win over the user's.
     WORKSPACE_ID: input.workspaceId,
     PLATFORM_URL: input.platformUrl,
     WORKSPACE_TOKEN: input.token,
-  }).map(([k, v]) => `${k}=${v}`);
+  });
+  for (const [k, v] of entries) {
+    if (!ENV_KEY.test(k) || BAD_VALUE.test(v)) throw new UserDataValueError(k);
+  }
+  const envFile = entries.map(([k, v]) => `${k}=${v}\n`).join("");
+  const encoded = Buffer.from(envFile, "utf8").toString("base64");
   const script = program(sh`
 mkdir -p "$WORKSPACE_ROOT/configs/plugins" "$WORKSPACE_ROOT/configs/skills"
 umask 077
-printf '%s\\n' ${lines} > "$WORKSPACE_ROOT/workspace.env"
+printf '%s' ${encoded} | base64 -d > "$WORKSPACE_ROOT/workspace.env"
 umask 022
 echo "workspace ${input.workspaceId}: files prepared in $WORKSPACE_ROOT"
 if [ "$WORKSPACE_ROOT" = /var/lib/workspace ]; then
