@@ -39,7 +39,8 @@ const BAD_VALUE = /[\r\n\0]|\p{Cs}/u;
 /**
  * The boot script of a workspace instance: prepares `$WORKSPACE_ROOT` (configs/plugins and
  * configs/skills, which plugin installs write to), writes the workspace's env file (mode 0600) and
- * starts the runtime image with it. Every value goes through the quoting builder.
+ * starts the runtime image with it. Every value goes through the quoting builder, and stands as
+ * a word of its own: a quoted value inside a double-quoted string would keep its quotes.
  *
  * The env file travels base64-encoded: user-data is not an SSM document, so `{{` in an env value
  * (a prompt or Go template) is harmless here, but the quoting builder refuses `{{` in any value —
@@ -70,7 +71,7 @@ mkdir -p "$WORKSPACE_ROOT/configs/plugins" "$WORKSPACE_ROOT/configs/skills"
 umask 077
 printf '%s' ${encoded} | base64 -d > "$WORKSPACE_ROOT/workspace.env"
 umask 022
-echo "workspace ${input.workspaceId}: files prepared in $WORKSPACE_ROOT"
+printf 'workspace %s: files prepared in %s\\n' ${input.workspaceId} "$WORKSPACE_ROOT"
 if [ "$WORKSPACE_ROOT" = /var/lib/workspace ]; then
   if ! command -v docker >/dev/null 2>&1; then
     dnf install -y docker
@@ -81,7 +82,7 @@ if [ "$WORKSPACE_ROOT" = /var/lib/workspace ]; then
     --env-file "$WORKSPACE_ROOT/workspace.env" \\
     -v "$WORKSPACE_ROOT/configs:/workspace/configs" \\
     -- ${input.image}
-  echo "workspace ${input.workspaceId}: runtime started"
+  printf 'workspace %s: runtime started\\n' ${input.workspaceId}
 fi
 `);
   const text = `#!/bin/sh\n${script.text}\n`;

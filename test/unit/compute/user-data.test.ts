@@ -23,13 +23,16 @@ const input = (env: Record<string, string>): UserDataInput => ({
   env,
 });
 
-/** Runs the user-data with WORKSPACE_ROOT in a temp dir; returns the env file and the dir. */
-async function boot(userData: string): Promise<{ envFile: string; dir: string }> {
+/** Runs the user-data with WORKSPACE_ROOT in a temp dir; returns the env file, dir and stdout. */
+async function boot(userData: string): Promise<{ envFile: string; dir: string; stdout: string }> {
   const dir = await mkdtemp(join(tmpdir(), "user-data-"));
   const script = join(dir, "part-001");
   await writeFile(script, userData);
-  await run("/bin/sh", [script], { cwd: dir, env: { PATH: "/usr/bin:/bin", WORKSPACE_ROOT: dir } });
-  return { envFile: await readFile(join(dir, "workspace.env"), "utf8"), dir };
+  const { stdout } = await run("/bin/sh", [script], {
+    cwd: dir,
+    env: { PATH: "/usr/bin:/bin", WORKSPACE_ROOT: dir },
+  });
+  return { envFile: await readFile(join(dir, "workspace.env"), "utf8"), dir, stdout };
 }
 
 describe("buildUserData", () => {
@@ -46,7 +49,7 @@ describe("buildUserData", () => {
     };
 
     // Act
-    const { envFile, dir } = await boot(buildUserData(input(values)));
+    const { envFile, dir, stdout } = await boot(buildUserData(input(values)));
 
     // Assess
     try {
@@ -60,6 +63,9 @@ describe("buildUserData", () => {
         ].join("\n"),
       );
       expect((await stat(join(dir, "workspace.env"))).mode & 0o777).toBe(0o600);
+      expect(stdout).toBe(
+        `workspace 3b0c5f2e-8a4f-4d6b-9f7e-2f6d1c0a9b8e: files prepared in ${dir}\n`,
+      );
       await expect(stat(join(dir, "pwned"))).rejects.toThrow(/ENOENT/);
       await expect(stat(join(dir, "pwned2"))).rejects.toThrow(/ENOENT/);
     } finally {
