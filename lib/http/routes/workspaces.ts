@@ -1,5 +1,10 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { isKnownRuntime } from "../../config.js";
+import {
+  buildUserData,
+  UserDataTooLargeError,
+  UserDataValueError,
+} from "../../compute/user-data.js";
+import { type Config, isKnownRuntime } from "../../config.js";
 import { WORKSPACE_STATUSES } from "../../db/schema.js";
 import { createWorkspace } from "../../workspaces/create.js";
 import { launchWorkspace } from "../../workspaces/launch.js";
@@ -112,6 +117,7 @@ workspaceRoutes.openapi(
         fields: [{ path: "tier", message: "not a configured tier" }],
       });
     }
+    if (body.runtime !== "external") assertUserDataFits(deps.config, body);
     const result = await createWorkspace(deps, {
       ...body,
       ...(key !== undefined && { idempotencyKey: key }),
@@ -167,6 +173,32 @@ workspaceRoutes.openapi(
     return c.json({ workspaces: page.items.map(toApi), nextCursor: page.nextCursor }, 200);
   },
 );
+
+/**
+ * Refuses, before anything is written, an env the instance's user-data cannot carry: over EC2's
+ * 16 KB, or values it cannot hold. Built with placeholders of the real lengths (a uuid, a token).
+ */
+function assertUserDataFits(
+  config: Config,
+  body: { runtime: string; env: Record<string, string> },
+) {
+  try {
+    buildUserData({
+      workspaceId: "00000000-0000-0000-0000-000000000000",
+      platformUrl: config.platformUrl ?? "",
+      token: "x".repeat(43),
+      image: config.runtimeImages[body.runtime] ?? "",
+      env: body.env,
+    });
+  } catch (err) {
+    if (err instanceof UserDataTooLargeError || err instanceof UserDataValueError) {
+      throw new ApiError("VALIDATION_FAILED", err.message, {
+        fields: [{ path: "env", message: err.message }],
+      });
+    }
+    throw err;
+  }
+}
 
 /** Loads the workspace a path names, or answers 404 (malformed ids included). */
 export async function workspaceOr404(deps: Parameters<typeof getWorkspace>[0], id: string) {

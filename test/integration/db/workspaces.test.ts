@@ -268,6 +268,30 @@ describe(`workspaces over ${dbKind()}`, () => {
         "VALIDATION_FAILED",
       ],
       [
+        "env making user-data over 16 KB",
+        () =>
+          t.admin("POST", "/workspaces", {
+            name: "a",
+            env: Object.fromEntries(
+              Array.from({ length: 10 }, (_, i) => [`K${i}`, "v".repeat(2000)]),
+            ),
+          }),
+        400,
+        "VALIDATION_FAILED",
+      ],
+      [
+        "env value with a line break",
+        () => t.admin("POST", "/workspaces", { name: "a", env: { A: "1\nB=2" } }),
+        400,
+        "VALIDATION_FAILED",
+      ],
+      [
+        "env value with a lone surrogate",
+        () => t.admin("POST", "/workspaces", '{"name":"a","env":{"A":"\\ud800"}}'),
+        400,
+        "VALIDATION_FAILED",
+      ],
+      [
         "unknown workspace id",
         () => t.admin("GET", "/workspaces/00000000-0000-4000-8000-000000000000"),
         404,
