@@ -11,9 +11,10 @@ import { hasTimeForBatch, type PassContext, type PassCounts, zeroCounts } from "
 export async function sweepInstalls(ctx: PassContext): Promise<PassCounts> {
   const counts = zeroCounts();
   const { db } = ctx.deps;
-  let after: { workspaceId: string; name: string } | null = null;
+  type Key = { workspaceId: string; name: string };
+  let after = null as Key | null;
   while (hasTimeForBatch(ctx.budget)) {
-    const cursor: { workspaceId: string; name: string } | null = after;
+    const cursor = after;
     const rows = await db
       .select({ workspaceId: workspacePlugins.workspaceId, name: workspacePlugins.name })
       .from(workspacePlugins)
@@ -38,8 +39,21 @@ export async function sweepInstalls(ctx: PassContext): Promise<PassCounts> {
     await forEachBounded(rows, 4, async (row) => {
       try {
         const outcome = await finishInstall(ctx.deps, row);
-        if (outcome === "pending") counts.transient++;
-        else counts.changed++;
+        switch (outcome) {
+          case "installed":
+          case "failed":
+            counts.changed++;
+            break;
+          case "pending":
+            counts.transient++;
+            break;
+          case "skipped":
+            break;
+          default: {
+            const unreachable: never = outcome;
+            throw new Error(`unhandled ${String(unreachable)}`);
+          }
+        }
       } catch (err) {
         counts.errors++;
         ctx.deps.log.error("install finish failed", { ...row, error: String(err) });

@@ -36,7 +36,7 @@ async function call(method: string, path: string, body?: unknown, token = ADMIN)
     },
     ...(body !== undefined && { body: JSON.stringify(body) }),
   });
-  return { status: res.status, body: (await res.json()) as Record<string, never> };
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
 }
 
 async function until<T>(what: () => Promise<T | undefined>, ms: number): Promise<T> {
@@ -107,7 +107,9 @@ describe("npm start", () => {
     expect((live.body.check as { outcome: string }).outcome).toBe("running");
 
     // Act: crash the instance through the local cloud's control API.
-    expect((await fetch(`${cloud}/_localcloud/instances/${instanceId}/crash`, { method: "POST" })).ok).toBe(true);
+    expect(
+      (await fetch(`${cloud}/_localcloud/instances/${instanceId}/crash`, { method: "POST" })).ok,
+    ).toBe(true);
 
     // Assess: offline after the next sweeps. The bound is generous on purpose (shared CI
     // machines); how fast it happens is the benchmark's business, not this test's.
