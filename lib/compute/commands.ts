@@ -182,10 +182,17 @@ export interface RunOptions extends SendOptions {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+// Poll every 250 ms while a command is young — most finish within seconds, and each interval is
+// latency added to the answer — then back off, doubling to 2 s, so long commands do not hammer
+// GetCommandInvocation (its rate limits are not published; notes/aws.md).
+const FAST_POLL_MS = 250;
+const FAST_PHASE_MS = 2_000;
+const MAX_POLL_MS = 2_000;
+
 /**
- * Polls until the command finishes, from 250 ms doubling to 2 s: short commands answer fast, long
- * ones do not hammer GetCommandInvocation. Errors other than the invocation race are retried until
- * the deadline (the SDK has already retried them).
+ * Polls until the command finishes or the deadline passes (then `null`). Errors other than the
+ * invocation race are retried until the deadline: the SDK has already retried them, and a flaky
+ * poll says nothing about the command.
  */
 export async function waitForCommand(
   deps: Pick<Deps, "aws">,
@@ -193,17 +200,18 @@ export async function waitForCommand(
   instanceId: string,
   deadline: number,
 ): Promise<CommandResult | null> {
-  let delay = 250;
+  const started = Date.now();
+  let delay = FAST_POLL_MS;
   for (;;) {
     await sleep(Math.min(delay, Math.max(0, deadline - Date.now())));
     try {
       const result = await readCommand(deps, commandId, instanceId);
       if (result) return result;
     } catch {
-      // A flaky poll is not a failed command; keep polling until the deadline.
+      // Keep polling until the deadline.
     }
     if (Date.now() >= deadline) return null;
-    delay = Math.min(delay * 2, 2_000);
+    if (Date.now() - started >= FAST_PHASE_MS) delay = Math.min(delay * 2, MAX_POLL_MS);
   }
 }
 

@@ -17,7 +17,7 @@ export async function benchCommands(runs = 10, commandMs = 1000): Promise<Comman
   try {
     const out = await world.deps.aws.ec2.send(
       new RunInstancesCommand({
-        ImageId: "ami-bench",
+        ImageId: "ami-0123456789abcdef0",
         InstanceType: "t3.small",
         MinCount: 1,
         MaxCount: 1,

@@ -90,7 +90,7 @@ export async function seedFleet(
     const count = Math.min(20, n - i);
     const out = await world.deps.aws.ec2.send(
       new RunInstancesCommand({
-        ImageId: "ami-bench",
+        ImageId: "ami-0123456789abcdef0",
         InstanceType: "t3.small",
         MinCount: count,
         MaxCount: count,
