@@ -1,8 +1,8 @@
 import { and, inArray, isNotNull, ne } from "drizzle-orm";
-import { checkInstances } from "../compute/instances.js";
 import { workspaces } from "../db/schema.js";
 import { transition } from "../workspaces/transition.js";
 import { sameInstance, workspaceBatches } from "./batches.js";
+import { checkBatch } from "./check-batch.js";
 import { type PassContext, type PassCounts, zeroCounts } from "./types.js";
 
 /**
@@ -21,30 +21,8 @@ export async function sweepLiveness(ctx: PassContext): Promise<PassCounts> {
   );
   for await (const rows of workspaceBatches(ctx, where)) {
     counts.checked += rows.length;
-    const checks = await checkInstances(
-      ctx.deps,
-      rows.map((r) => r.instanceId ?? ""),
-      { launchedAt: new Map(rows.map((r) => [r.instanceId ?? "", r.launchedAt])) },
-    );
-    const stopped = [];
-    for (const row of rows) {
-      const check = checks.get(row.instanceId ?? "");
-      switch (check?.outcome) {
-        case "running":
-          break;
-        case "stopped":
-          stopped.push(row);
-          break;
-        case "transient":
-        case undefined:
-          counts.transient++;
-          break;
-        default: {
-          const unreachable: never = check;
-          throw new Error(`unhandled outcome ${JSON.stringify(unreachable)}`);
-        }
-      }
-    }
+    const { stopped, transient } = await checkBatch(ctx, rows);
+    counts.transient += transient;
     if (stopped.length === 0) continue;
     const changed = await transition(ctx.deps.db, {
       ids: stopped.map((r) => r.id),

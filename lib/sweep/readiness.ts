@@ -1,9 +1,10 @@
 import { and, eq, isNotNull, ne } from "drizzle-orm";
 import { pingStatus } from "../compute/commands.js";
-import { checkInstances, forEachBounded } from "../compute/instances.js";
+import { forEachBounded } from "../compute/instances.js";
 import { type WorkspaceRow, workspaces } from "../db/schema.js";
 import { transition } from "../workspaces/transition.js";
 import { sameInstance, workspaceBatches } from "./batches.js";
+import { checkBatch } from "./check-batch.js";
 import { type PassContext, type PassCounts, zeroCounts } from "./types.js";
 
 /**
@@ -20,32 +21,8 @@ export async function sweepReadiness(ctx: PassContext): Promise<PassCounts> {
   );
   for await (const rows of workspaceBatches(ctx, where)) {
     counts.checked += rows.length;
-    const checks = await checkInstances(
-      ctx.deps,
-      rows.map((r) => r.instanceId ?? ""),
-      { launchedAt: new Map(rows.map((r) => [r.instanceId ?? "", r.launchedAt])) },
-    );
-    const running: WorkspaceRow[] = [];
-    const dead: WorkspaceRow[] = [];
-    for (const row of rows) {
-      const check = checks.get(row.instanceId ?? "");
-      switch (check?.outcome) {
-        case "running":
-          running.push(row);
-          break;
-        case "stopped":
-          dead.push(row);
-          break;
-        case "transient":
-        case undefined:
-          counts.transient++;
-          break;
-        default: {
-          const unreachable: never = check;
-          throw new Error(`unhandled outcome ${JSON.stringify(unreachable)}`);
-        }
-      }
-    }
+    const { running, stopped: dead, transient } = await checkBatch(ctx, rows);
+    counts.transient += transient;
     const ready: WorkspaceRow[] = [];
     await forEachBounded(running, 4, async (row) => {
       const ping = await pingStatus(ctx.deps, row.instanceId ?? "");

@@ -37,6 +37,16 @@ export interface Page<T> {
   nextCursor: string | null;
 }
 
+/** Cuts `limit + 1` fetched rows to a page; the extra row only says another page exists. */
+function toPage<T>(rows: T[], limit: number, cursorOf: (row: T) => Cursor): Page<T> {
+  const items = rows.slice(0, limit);
+  const last = items.at(-1);
+  return {
+    items,
+    nextCursor: rows.length > limit && last !== undefined ? encodeCursor(cursorOf(last)) : null,
+  };
+}
+
 /** Newest first; `limit + 1` rows tell whether another page exists without a count query. */
 export async function listWorkspaces(
   db: Db,
@@ -59,13 +69,7 @@ export async function listWorkspaces(
     .where(and(...conds))
     .orderBy(desc(workspaces.createdAt), desc(workspaces.id))
     .limit(opts.limit + 1);
-  const items = rows.slice(0, opts.limit);
-  const last = items.at(-1);
-  return {
-    items,
-    nextCursor:
-      rows.length > opts.limit && last ? encodeCursor({ at: last.createdAt, id: last.id }) : null,
-  };
+  return toPage(rows, opts.limit, (r) => ({ at: r.createdAt, id: r.id }));
 }
 
 export type EventRow = typeof workspaceEvents.$inferSelect;
@@ -91,11 +95,5 @@ export async function listEvents(
     .where(and(...conds))
     .orderBy(asc(workspaceEvents.at), asc(workspaceEvents.id))
     .limit(opts.limit + 1);
-  const items = rows.slice(0, opts.limit);
-  const last = items.at(-1);
-  return {
-    items,
-    nextCursor:
-      rows.length > opts.limit && last ? encodeCursor({ at: last.at, id: last.id }) : null,
-  };
+  return toPage(rows, opts.limit, (r) => ({ at: r.at, id: r.id }));
 }
