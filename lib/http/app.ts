@@ -6,6 +6,7 @@ import { type AppEnv, newRouter } from "./context.js";
 import { ApiError, errorBody, errorResponses } from "./errors.js";
 import { accessLog, bodyLimit } from "./middleware.js";
 import { instanceRoutes } from "./routes/instances.js";
+import { pluginRoutes } from "./routes/plugins.js";
 import { registryRoutes } from "./routes/registry.js";
 import { workspaceRoutes } from "./routes/workspaces.js";
 
@@ -65,6 +66,7 @@ export function createApp(deps: Deps) {
     (c) => c.json({ ok: true as const, version: VERSION }, 200),
   );
 
+  app.route("/", pluginRoutes()); // first: its download route admits workspace tokens
   app.route("/", workspaceRoutes);
   app.route("/", instanceRoutes);
   app.route("/", registryRoutes);
