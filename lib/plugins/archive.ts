@@ -124,6 +124,7 @@ class Extraction {
   bytes = 0;
   #topDir: string | null = null;
   #writing: { stream: WriteStream; done: Promise<void> } | null = null;
+  #pending: Promise<void>[] = [];
   #onReject: (() => void)[] = [];
 
   constructor(
@@ -211,8 +212,6 @@ class Extraction {
     this.bytes += entry.size;
     this.#writeFile(entry, join(this.dest, rel), rel);
   }
-
-  #pending: Promise<void>[] = [];
 
   #track(p: Promise<void>): void {
     this.#pending.push(
@@ -322,15 +321,23 @@ export async function extractTarGz(
     parserEnded = true;
     parser.end();
   };
-  let first = true;
+  // The first bytes of the inflated stream, held until there are enough to tell nested gzip.
+  let head: Buffer | null = Buffer.alloc(0);
   const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
+    write(data: Buffer, _enc, cb) {
       if (ex.rejection || ex.sawEof) {
         cb(new StopReading());
         return;
       }
-      if (first) {
-        first = false;
+      let chunk = data;
+      if (head !== null) {
+        chunk = Buffer.concat([head, data]);
+        if (chunk.length < 2) {
+          head = chunk;
+          cb();
+          return;
+        }
+        head = null;
         if (chunk[0] === 0x1f && chunk[1] === 0x8b) {
           ex.reject("INVALID_ARCHIVE", "Nested compression is not accepted.");
           cb(new StopReading());
@@ -354,6 +361,8 @@ export async function extractTarGz(
       ex.onReject(go);
     },
     final(cb) {
+      // A stream of fewer than two bytes: let the parser refuse it as the non-archive it is.
+      if (head !== null && head.length > 0 && !ex.rejection) parser.write(head);
       endParser();
       cb();
     },

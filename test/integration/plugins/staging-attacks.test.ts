@@ -251,6 +251,8 @@ describe("archive attacks", () => {
     ["a truncated archive", rawTarGz(plugin()).subarray(0, 60)],
     ["nested gzip", gzipSync(rawTarGz(plugin()))],
     ["an empty archive", gzipSync(Buffer.alloc(1024))],
+    ["a one-byte stream", gzipSync(Buffer.from([0x1f]))],
+    ["an empty stream", gzipSync(Buffer.alloc(0))],
   ])("refuses %s", async (_what, body) => {
     await expectRejected(await stage(archiveSource(body)), "INVALID_ARCHIVE");
   });
