@@ -1,6 +1,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import type { Config } from "../../config.js";
 import { PLUGIN_STATES } from "../../db/schema.js";
+import type { Log } from "../../deps.js";
 import { getAllowlist, replaceAllowlist } from "../../plugins/allowlist.js";
 import { preparePluginDownload } from "../../plugins/download.js";
 import { downloadHint, isExternalRuntime } from "../../plugins/guard.js";
@@ -169,10 +170,17 @@ function sendError(error: { code: string }): ApiError {
   );
 }
 
-function uploadError(failure: { transient: boolean; error: { code: string } }): ApiError {
+function uploadError(
+  deps: { log: Log },
+  failure: { transient: boolean; error: { code: string; message: string } },
+): ApiError {
+  // A transient S3 error is worth a retry; any other (AccessDenied, NoSuchBucket) is this
+  // deployment's misconfiguration, not the caller's problem, and the operator must see it.
+  if (!failure.transient) deps.log.error("staging bucket put failed", { error: failure.error });
   return new ApiError(
-    failure.transient ? "UPSTREAM_UNAVAILABLE" : "COMMAND_FAILED",
-    `Could not stage the archive in S3 (${failure.error.code}).`,
+    failure.transient ? "UPSTREAM_UNAVAILABLE" : "INTERNAL",
+    `Could not stage the archive in the staging bucket (${failure.error.code}).`,
+    failure.transient ? { hint: "Retry shortly." } : {},
   );
 }
 
@@ -387,7 +395,7 @@ export function pluginRoutes(sources: SourceRegistry = defaultSourceRegistry()) 
             { hint: "GET /workspaces/{id}/plugins shows when it finishes." },
           );
         case "upload-failed":
-          throw uploadError(outcome);
+          throw uploadError(deps, outcome);
         case "unreachable":
           throw unreachableError(outcome.pingStatus);
         case "send-failed":
@@ -549,7 +557,7 @@ export function pluginRoutes(sources: SourceRegistry = defaultSourceRegistry()) 
         case "stage-failed":
           throw stageError(outcome.failure);
         case "upload-failed":
-          throw uploadError(outcome);
+          throw uploadError(deps, outcome);
         default: {
           const unreachable: never = outcome;
           throw new Error(`unhandled download outcome ${JSON.stringify(unreachable)}`);

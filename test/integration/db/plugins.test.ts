@@ -427,6 +427,22 @@ describe(`plugins end to end over ${dbKind()}`, () => {
     });
   });
 
+  describe("when the staging bucket fails", () => {
+    it("a transient S3 error → 503 UPSTREAM_UNAVAILABLE, a refused put → 500; nothing sent", async () => {
+      const ws = await createRunning();
+      await c.fault({ service: "s3", action: "PutObject", error: "InternalError", times: 10 });
+      const transient = await errorOf(await install(ws.id, { source: "code-review" }));
+      expect(transient.slice(0, 2)).toEqual([503, "UPSTREAM_UNAVAILABLE"]);
+      await c.clearFaults();
+      await c.fault({ service: "s3", action: "PutObject", error: "AccessDenied", times: 10 });
+      const refused = await errorOf(await install(ws.id, { source: "code-review" }));
+      expect(refused.slice(0, 2)).toEqual([500, "INTERNAL"]);
+      expect(refused[2].message).toContain("AccessDenied");
+      expect(await c.calls("ssm:SendCommand")).toBe(0);
+      expect(await rows(ws.id)).toEqual([]);
+    });
+  });
+
   describe("an install that outlasts INSTALL_SYNC_WAIT_SECONDS", () => {
     it("answers 202, refuses a concurrent install or uninstall, and finishInstall completes it", async () => {
       // Prepare: an app that waits 0.2 s; the instance's download is held back 2.5 s.
