@@ -7,6 +7,7 @@ import { pluginAllowlist } from "../db/schema.js";
  * installed or downloaded.
  */
 
+/** The allowlisted names, sorted. */
 export async function getAllowlist(db: Db): Promise<string[]> {
   const rows = await db
     .select({ name: pluginAllowlist.name })

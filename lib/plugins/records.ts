@@ -18,6 +18,7 @@ export interface PluginKey {
 const byKey = (k: PluginKey) =>
   and(eq(workspacePlugins.workspaceId, k.workspaceId), eq(workspacePlugins.name, k.name));
 
+/** A workspace's plugin records, by name. */
 export async function listWorkspacePlugins(
   db: Db,
   workspaceId: string,
@@ -29,6 +30,7 @@ export async function listWorkspacePlugins(
     .orderBy(asc(workspacePlugins.name));
 }
 
+/** One plugin record, or null. */
 export async function getWorkspacePlugin(
   db: Db,
   key: PluginKey,

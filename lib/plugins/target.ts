@@ -14,6 +14,10 @@ export type CommandTarget =
   | { kind: "stopped"; instanceId: string; state: string }
   | { kind: "state-unknown"; instanceId: string; error: { code: string; message: string } };
 
+/**
+ * Runs THE running check for a workspace: `running` (send the command), `no-instance` (launch
+ * pending), `stopped`, or `state-unknown` (EC2 did not answer clearly — never read as stopped).
+ */
 export async function commandTarget(deps: Deps, workspace: WorkspaceRow): Promise<CommandTarget> {
   if (workspace.instanceId === null) return { kind: "no-instance" };
   const check = await checkInstance(deps, workspace.instanceId, workspace.launchedAt);
