@@ -24,7 +24,11 @@ describe("settings", () => {
   });
 
   it("requires the admin token, database and bucket in Lambda", () => {
-    expect(problemsOf({}, "lambda").sort()).toEqual(["ADMIN_TOKEN", "DATABASE_URL", "STAGING_BUCKET"]);
+    expect(problemsOf({}, "lambda").sort()).toEqual([
+      "ADMIN_TOKEN",
+      "DATABASE_URL",
+      "STAGING_BUCKET",
+    ]);
   });
 
   it.each([

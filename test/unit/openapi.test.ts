@@ -10,7 +10,10 @@ async function document() {
   expect(res.status).toBe(200);
   return (await res.json()) as {
     openapi: string;
-    paths: Record<string, Record<string, { responses: Record<string, unknown>; security?: unknown }>>;
+    paths: Record<
+      string,
+      Record<string, { responses: Record<string, unknown>; security?: unknown }>
+    >;
   };
 }
 

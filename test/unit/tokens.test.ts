@@ -18,7 +18,9 @@ describe("tokens", () => {
     const id = "6f1c2b1e-0000-4000-8000-000000000001";
     expect(instanceToken(k, id, 1).token).toBe(instanceToken(k, id, 1).token);
     expect(instanceToken(k, id, 2).token).not.toBe(instanceToken(k, id, 1).token);
-    expect(instanceToken("other-key-0123456789", id, 1).token).not.toBe(instanceToken(k, id, 1).token);
+    expect(instanceToken("other-key-0123456789", id, 1).token).not.toBe(
+      instanceToken(k, id, 1).token,
+    );
     expect(instanceToken(k, id, 1).token).toMatch(/^[A-Za-z0-9_-]{43}$/);
   });
 
