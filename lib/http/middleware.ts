@@ -6,14 +6,32 @@ import { ApiError } from "./errors.js";
 
 export const MAX_BODY_BYTES = 64 * 1024;
 
-/** Request bodies over 64 KiB are refused before they are read in full. */
-export const bodyLimit = (): MiddlewareHandler<AppEnv> =>
-  honoBodyLimit({
+const tooLarge = () =>
+  new ApiError("PAYLOAD_TOO_LARGE", `The request body exceeds ${MAX_BODY_BYTES} bytes.`);
+
+/**
+ * Request bodies over 64 KiB are refused before they are read in full. Hono's `bodyLimit` takes
+ * a Content-Length header at its word and then lets a body of any length through, so here a
+ * declared length only refuses early: the header is dropped and the bytes are always counted.
+ */
+export const bodyLimit = (): MiddlewareHandler<AppEnv> => {
+  const counted = honoBodyLimit({
     maxSize: MAX_BODY_BYTES,
     onError: () => {
-      throw new ApiError("PAYLOAD_TOO_LARGE", `The request body exceeds ${MAX_BODY_BYTES} bytes.`);
+      throw tooLarge();
     },
   });
+  return async function bodyLimit(c, next) {
+    const declared = c.req.header("content-length");
+    if (declared !== undefined && c.req.raw.body !== null) {
+      if (Number(declared) > MAX_BODY_BYTES) throw tooLarge();
+      const headers = new Headers(c.req.raw.headers);
+      headers.delete("content-length");
+      c.req.raw = new Request(c.req.raw, { headers });
+    }
+    return counted(c, next);
+  };
+};
 
 /** One JSON line per request: method, route, status, duration, caller kind — never a token. */
 export const accessLog = (): MiddlewareHandler<AppEnv> =>
