@@ -1,5 +1,6 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { Scalar } from "@scalar/hono-api-reference";
+import { HTTPException } from "hono/http-exception";
 import { requestId } from "hono/request-id";
 import type { Deps } from "../deps.js";
 import { type AppEnv, newRouter } from "./context.js";
@@ -30,6 +31,21 @@ export function createApp(deps: Deps) {
   app.onError((err, c) => {
     const rid = c.get("requestId") ?? "unknown";
     if (err instanceof ApiError) return c.json(errorBody(err, rid), err.status);
+    // zod-openapi answers a body not declared as JSON with its own 415; it is bad input like
+    // any other, not an internal error.
+    if (err instanceof HTTPException && err.status === 415) {
+      const problem = { path: "content-type", message: "must be application/json" };
+      return c.json(
+        errorBody(
+          new ApiError("VALIDATION_FAILED", "The body must be JSON.", {
+            fields: [problem],
+            hint: "Send Content-Type: application/json.",
+          }),
+          rid,
+        ),
+        400,
+      );
+    }
     // Hono throws its own HTTPException for malformed JSON bodies and the like.
     if (isMalformedBody(err)) {
       return c.json(
