@@ -72,7 +72,8 @@ const intervalMs = config.sweepIntervalSeconds * 1000;
 let sweeping: Promise<unknown> | null = null;
 const sweepTimer = setInterval(() => {
   if (sweeping) return;
-  const deadline = Date.now() + intervalMs;
+  // The same budget a scheduled run has in AWS (its timeout less a margin); runs never overlap.
+  const deadline = Date.now() + 50_000;
   sweeping = runSweep(deps, { budget: { remainingMs: () => deadline - Date.now() } })
     .catch((err: unknown) => log.error("sweep failed", { error: String(err) }))
     .finally(() => {
