@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -120,6 +120,40 @@ describe("npm start", () => {
     const events = await call("GET", `/workspaces/${id}/events`);
     const last = (events.body.events as { to: string; actor: string }[]).at(-1);
     expect(last).toMatchObject({ to: "offline", actor: "sweep:liveness" });
+  });
+
+  it("installs a sample plugin into a running instance and uninstalls it", async () => {
+    // Prepare: an online instance-backed workspace.
+    const created = await call("POST", "/workspaces", { name: "plugins" });
+    const { id, instanceId } = created.body.workspace as { id: string; instanceId: string };
+    await until(async () => {
+      const ws = await call("GET", `/workspaces/${id}`);
+      return (ws.body.workspace as { status: string }).status === "online" ? true : undefined;
+    }, 15_000);
+    const { instances } = (await (await fetch(`${cloud}/_localcloud/instances`)).json()) as {
+      instances: { id: string; dir: string }[];
+    };
+    const root = instances.find((i) => i.id === instanceId)?.dir ?? "";
+    expect(root).not.toBe("");
+
+    // Act + Assess: install puts the files and the skill on the instance's disk.
+    const installed = await call("POST", `/workspaces/${id}/plugins`, {
+      source: "local://code-review",
+    });
+    expect(installed.status).toBe(200);
+    expect(installed.body).toMatchObject({ status: "installed", plugin: "code-review" });
+    expect(existsSync(join(root, "configs/plugins/code-review/plugin.yaml"))).toBe(true);
+    expect(existsSync(join(root, "configs/skills/review/SKILL.md"))).toBe(true);
+    const listed = await call("GET", `/workspaces/${id}/plugins`);
+    expect((listed.body.plugins as { name: string; state: string }[])[0]).toMatchObject({
+      name: "code-review",
+      state: "installed",
+    });
+
+    const removed = await call("DELETE", `/workspaces/${id}/plugins/code-review`);
+    expect(removed.status).toBe(200);
+    expect(existsSync(join(root, "configs/plugins/code-review"))).toBe(false);
+    expect(existsSync(join(root, "configs/skills/review"))).toBe(false);
   });
 
   it("serves the external-workspace flow", async () => {
