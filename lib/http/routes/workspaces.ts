@@ -106,6 +106,14 @@ workspaceRoutes.openapi(
     const deps = c.get("deps");
     const body = c.req.valid("json");
     const key = c.req.valid("header")["idempotency-key"];
+    // zod's record silently drops a `__proto__` key (it matches the key pattern); refuse it rather
+    // than create a workspace without a variable the caller asked for. The body is cached.
+    const raw = (await c.req.json()) as { env?: unknown };
+    if (raw.env !== null && typeof raw.env === "object" && Object.hasOwn(raw.env, "__proto__")) {
+      throw new ApiError("VALIDATION_FAILED", "The request is not valid.", {
+        fields: [{ path: "env.__proto__", message: "not an allowed env key" }],
+      });
+    }
     if (!isKnownRuntime(deps.config, body.runtime)) {
       throw new ApiError("VALIDATION_FAILED", `Unknown runtime "${body.runtime}".`, {
         fields: [{ path: "runtime", message: "not a configured runtime" }],
@@ -203,7 +211,7 @@ function assertUserDataFits(
 /** Loads the workspace a path names, or answers 404 (malformed ids included). */
 export async function workspaceOr404(deps: Parameters<typeof getWorkspace>[0], id: string) {
   const row = await getWorkspace(deps, id);
-  if (!row) throw new ApiError("WORKSPACE_NOT_FOUND", `No workspace ${id}.`);
+  if (!row) throw new ApiError("WORKSPACE_NOT_FOUND", "No such workspace.");
   return row;
 }
 

@@ -280,6 +280,17 @@ describe(`workspaces over ${dbKind()}`, () => {
         "VALIDATION_FAILED",
       ],
       [
+        "env key __proto__",
+        () =>
+          t.admin(
+            "POST",
+            "/workspaces",
+            '{"name":"a","runtime":"external","env":{"__proto__":"x"}}',
+          ),
+        400,
+        "VALIDATION_FAILED",
+      ],
+      [
         "env value with a line break",
         () => t.admin("POST", "/workspaces", { name: "a", env: { A: "1\nB=2" } }),
         400,
