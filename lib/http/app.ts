@@ -3,6 +3,7 @@ import { Scalar } from "@scalar/hono-api-reference";
 import { HTTPException } from "hono/http-exception";
 import { requestId } from "hono/request-id";
 import type { Deps } from "../deps.js";
+import type { SourceRegistry } from "../plugins/sources.js";
 import { type AppEnv, newRouter } from "./context.js";
 import { ApiError, errorBody, errorResponses } from "./errors.js";
 import { accessLog, bodyLimit } from "./middleware.js";
@@ -17,7 +18,12 @@ export const VERSION = "0.1.0";
  * The whole HTTP API over the given dependencies. Stateless: everything it knows lives in the
  * database, so any number of Lambda containers can serve it.
  */
-export function createApp(deps: Deps) {
+export interface AppOptions {
+  /** Plugin source schemes; a deployment registers its own next to `local://` and `github://`. */
+  sources?: SourceRegistry;
+}
+
+export function createApp(deps: Deps, opts: AppOptions = {}) {
   const app = newRouter();
 
   app.use("*", requestId({ headerName: "x-request-id" }));
@@ -82,7 +88,7 @@ export function createApp(deps: Deps) {
     (c) => c.json({ ok: true as const, version: VERSION }, 200),
   );
 
-  app.route("/", pluginRoutes()); // first: its download route admits workspace tokens
+  app.route("/", pluginRoutes(opts.sources)); // first: its download route admits workspace tokens
   app.route("/", workspaceRoutes);
   app.route("/", instanceRoutes);
   app.route("/", registryRoutes);
