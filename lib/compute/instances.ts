@@ -42,7 +42,7 @@ export const MAX_IDS_PER_CALL = 200;
 // Calls in flight at once: the non-mutating bucket refills at 20/s per account and region
 // (docs.aws.amazon.com/ec2/latest/devguide/ec2-api-throttling.html); the sweep shares it with
 // everything else the account runs, so stay well below it.
-const PARALLEL_CALLS = 4;
+export const PARALLEL_CALLS = 4;
 
 /**
  * Checks many instances with `⌈N/200⌉` DescribeInstances calls (plus pages), a few in parallel.

@@ -1,4 +1,5 @@
 import { and, inArray, isNotNull, ne } from "drizzle-orm";
+import { PARALLEL_CALLS } from "../compute/instances.js";
 import { workspaces } from "../db/schema.js";
 import { transition } from "../workspaces/transition.js";
 import { sameInstance, workspaceBatches } from "./batches.js";
@@ -19,7 +20,9 @@ export async function sweepLiveness(ctx: PassContext): Promise<PassCounts> {
     ne(workspaces.runtime, "external"),
     isNotNull(workspaces.instanceId),
   );
-  for await (const rows of workspaceBatches(ctx, where)) {
+  // One query fetches enough rows for the running check's parallel calls (200 ids each).
+  const page = { ...ctx, batchSize: ctx.batchSize * PARALLEL_CALLS };
+  for await (const rows of workspaceBatches(page, where)) {
     counts.checked += rows.length;
     const { stopped, transient } = await checkBatch(ctx, rows);
     counts.transient += transient;

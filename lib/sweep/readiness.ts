@@ -1,6 +1,6 @@
 import { and, eq, isNotNull, ne } from "drizzle-orm";
 import { pingStatus } from "../compute/commands.js";
-import { forEachBounded } from "../compute/instances.js";
+import { forEachBounded, PARALLEL_CALLS } from "../compute/instances.js";
 import { type WorkspaceRow, workspaces } from "../db/schema.js";
 import { transition } from "../workspaces/transition.js";
 import { sameInstance, workspaceBatches } from "./batches.js";
@@ -19,7 +19,9 @@ export async function sweepReadiness(ctx: PassContext): Promise<PassCounts> {
     ne(workspaces.runtime, "external"),
     isNotNull(workspaces.instanceId),
   );
-  for await (const rows of workspaceBatches(ctx, where)) {
+  // One query fetches enough rows for the running check's parallel calls (200 ids each).
+  const page = { ...ctx, batchSize: ctx.batchSize * PARALLEL_CALLS };
+  for await (const rows of workspaceBatches(page, where)) {
     counts.checked += rows.length;
     const { running, stopped: dead, transient } = await checkBatch(ctx, rows);
     counts.transient += transient;

@@ -379,12 +379,12 @@ describe(`sweep over ${dbKind()}`, () => {
     await seedOnline(instanceIds);
     for (const id of instanceIds) await control(`/instances/${id}/crash`, { method: "POST" });
     let calls = 0;
-    // Time for exactly one batch of 4.
+    // Time for exactly one page: 4 rows (batches of 1 id, 4 calls in parallel).
     const tight = { remainingMs: () => (calls++ < 3 ? 60_000 : 0) };
-    const summary = await runSweep(t.deps, { budget: tight, passes: ["liveness"], batchSize: 4 });
+    const summary = await runSweep(t.deps, { budget: tight, passes: ["liveness"], batchSize: 1 });
     expect(summary.passes.liveness.checked).toBe(4);
     expect(await offlineIds()).toHaveLength(4);
-    await runSweep(t.deps, { budget, passes: ["liveness"], batchSize: 4 });
+    await runSweep(t.deps, { budget, passes: ["liveness"], batchSize: 1 });
     expect(await offlineIds()).toHaveLength(10);
   });
 });
