@@ -3,6 +3,7 @@ import { serve } from "@hono/node-server";
 import autocannon from "autocannon";
 import { Hono } from "hono";
 import { createApp } from "../../lib/http/app.js";
+import { getWorkspace } from "../../lib/workspaces/queries.js";
 import { ADMIN_TOKEN } from "../support/context.js";
 import { createWorld, round } from "./support.js";
 
@@ -30,8 +31,31 @@ async function load(url: string, init: Init, seconds: number) {
   return result;
 }
 
+export interface InProcessFigures {
+  /** One `getWorkspace` query on PGlite, the route's only round trip. */
+  queryMs: number;
+  /** `app.request` of the whole route (auth, validation, query, serialisation), no network. */
+  requestMs: number;
+}
+
+/** Where a read's time goes: the route against its single query, 2,000 calls each. */
+async function inProcess(
+  run: () => Promise<unknown>,
+  query: () => Promise<unknown>,
+): Promise<InProcessFigures> {
+  const time = async (fn: () => Promise<unknown>) => {
+    for (let i = 0; i < 200; i++) await fn();
+    const started = performance.now();
+    for (let i = 0; i < 2000; i++) await fn();
+    return round((performance.now() - started) / 2000, 3);
+  };
+  return { queryMs: await time(query), requestMs: await time(run) };
+}
+
 /** Requests/s and latency of two product routes against a bare Hono route, same process. */
-export async function benchApi(seconds = 5): Promise<ApiFigures[]> {
+export async function benchApi(
+  seconds = 5,
+): Promise<{ routes: ApiFigures[]; inProcess: InProcessFigures }> {
   const world = await createWorld();
   const app = createApp(world.deps);
   const bare = new Hono().get("/bare", (c) => c.json({ ok: true }));
@@ -82,7 +106,14 @@ export async function benchApi(seconds = 5): Promise<ApiFigures[]> {
       { method: "POST", headers: { authorization: `Bearer ${token}` } },
       true,
     );
-    return figures;
+    const split = await inProcess(
+      async () =>
+        app.request(`/workspaces/${workspace.id}`, {
+          headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+        }),
+      () => getWorkspace(world.deps.db, workspace.id),
+    );
+    return { routes: figures, inProcess: split };
   } finally {
     for (const s of servers) s.close();
     await world.close();

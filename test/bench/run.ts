@@ -4,6 +4,7 @@ import { benchApi } from "./api.js";
 import { benchColdStart } from "./coldstart.js";
 import { benchCommands } from "./commands.js";
 import { benchPluginInstall } from "./plugins.js";
+import { round } from "./support.js";
 import { benchSweep, type SweepFigures } from "./sweep.js";
 
 // `npm run bench`: measures, in one run on this machine, what the product exists for, each figure
@@ -11,7 +12,11 @@ import { benchSweep, type SweepFigures } from "./sweep.js";
 
 const only = process.argv.slice(2);
 const want = (name: string) => only.length === 0 || only.includes(name);
-const ratio = (a: number, b: number) => (b === 0 ? "∞" : `${(a / b).toFixed(1)}×`);
+const ratio = (a: number, b: number) => {
+  if (b === 0) return "∞";
+  const r = a / b;
+  return r >= 1 ? `${r.toFixed(1)}×` : `${(r * 100).toPrecision(2)}%`;
+};
 const sections: string[] = [];
 const log = (msg: string) => console.error(`[bench] ${msg}`);
 
@@ -35,13 +40,25 @@ if (want("sweep")) {
         (r) =>
           `| ${r.n.toLocaleString("en")} | ${r.product.awsCalls} / ${r.baseline.awsCalls} | ${ratio(r.baseline.awsCalls, r.product.awsCalls)} | ${r.product.queries} / ${r.baseline.queries} | ${r.product.wallMs} / ${r.baseline.wallMs} | ${ratio(r.baseline.wallMs, r.product.wallMs)} |`,
       ),
+      "",
+      ...rows
+        .filter((r) => r.n === 10_000)
+        .map((r) => {
+          const calls = r.baseline.awsCalls / r.product.awsCalls;
+          const wall = r.baseline.wallMs / r.product.wallMs;
+          const verdict = (got: number, goal: number) =>
+            got >= goal
+              ? `met (${got.toFixed(1)}× ≥ ${goal}×)`
+              : `missed by ${(goal / got).toFixed(1)}× (${got.toFixed(1)}× < ${goal}×)`;
+          return `At 10,000: calls goal ${verdict(calls, 100)}; wall-time goal ${verdict(wall, 50)}. The product's calls are ⌈N/200⌉ by construction; its wall time is four 200-id calls in flight per page plus the local cloud's own work per call (it scans its whole fleet for each filter, as a stand-in may), so the ratio grows with real AWS latency, where each call costs far more than 10 ms.`;
+        }),
     ].join("\n"),
   );
 }
 
 if (want("api")) {
   log("API throughput (autocannon, 10 connections, 5 s per route)…");
-  const api = await benchApi(5);
+  const { routes: api, inProcess } = await benchApi(5);
   const bare = api[0]?.requestsPerSecond ?? 0;
   sections.push(
     [
@@ -57,6 +74,12 @@ if (want("api")) {
         (r) =>
           `| ${r.route} | ${r.requestsPerSecond} | ${ratio(r.requestsPerSecond, bare)} | ${r.p50Ms} | ${r.p99Ms} | ${r.roundTripsPerRequest ?? "—"} |`,
       ),
+      "",
+      `Where a read's time goes (in process, no network, 2,000 calls): the whole \`GET /workspaces/:id\``,
+      `route takes ${inProcess.requestMs} ms, of which its one PGlite query takes ${inProcess.queryMs} ms —`,
+      `the route adds ${round(inProcess.requestMs - inProcess.queryMs, 3)} ms (auth, validation, serialisation). Against`,
+      "a bare route the gap is the embedded database (WebAssembly, one session); deployed, each",
+      "request's cost is its round trips to Neon, which is why they are counted.",
     ].join("\n"),
   );
 }
@@ -75,6 +98,10 @@ if (want("commands")) {
       "| median wall ms | median overhead ms | max overhead ms |",
       "|---|---|---|",
       `| ${c.medianWallMs} | ${c.medianOverheadMs} | ${c.maxOverheadMs} |`,
+      "",
+      c.medianOverheadMs <= 300
+        ? `Goal met: ${c.medianOverheadMs} ms ≤ 300 ms. runCommand polls every 250 ms for a command's first 2 s, then backs off to 2 s.`
+        : `Goal missed by ${round(c.medianOverheadMs - 300)} ms.`,
     ].join("\n"),
   );
 }
