@@ -4,6 +4,7 @@ import { benchApi } from "./api.js";
 import { benchColdStart } from "./coldstart.js";
 import { benchCommands } from "./commands.js";
 import { benchPluginInstall } from "./plugins.js";
+import { soakSection } from "./report.js";
 import { round } from "./support.js";
 import { benchSweep, type SweepFigures } from "./sweep.js";
 
@@ -157,6 +158,7 @@ const header = [
   "Reproduce: `npm ci && npm run bench` (sections: `npm run bench -- sweep api commands coldstart plugins`).",
 ].join("\n");
 
-const text = `${[header, ...sections].join("\n\n")}\n`;
+const soak = soakSection();
+const text = `${[header, ...sections, ...(soak ? [soak] : [])].join("\n\n")}\n`;
 if (only.length === 0) writeFileSync("BENCHMARKS.md", text);
 console.log(text);
