@@ -88,7 +88,8 @@ export function createApp(deps: Deps, opts: AppOptions = {}) {
     (c) => c.json({ ok: true as const, version: VERSION }, 200),
   );
 
-  app.route("/", pluginRoutes(opts.sources)); // first: its download route admits workspace tokens
+  // Every route authenticates itself (declared with its createRoute), so mount order is free.
+  app.route("/", pluginRoutes(opts.sources));
   app.route("/", workspaceRoutes);
   app.route("/", instanceRoutes);
   app.route("/", registryRoutes);

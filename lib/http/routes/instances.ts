@@ -52,11 +52,11 @@ function assertInstanceBacked(row: WorkspaceRow, what: string): void {
 }
 
 export const instanceRoutes = newRouter();
-instanceRoutes.use("/workspaces/*", authenticate("admin"));
 
 instanceRoutes.openapi(
   createRoute({
     method: "get",
+    middleware: [authenticate("admin")] as const,
     path: "/workspaces/{id}/status",
     tags: ["instances"],
     summary: "Live status: the running check of the workspace's instance (read-only)",
@@ -103,6 +103,7 @@ instanceRoutes.openapi(
 instanceRoutes.openapi(
   createRoute({
     method: "post",
+    middleware: [authenticate("admin")] as const,
     path: "/workspaces/{id}/restart",
     tags: ["instances"],
     summary: "Terminate the instance and launch a new one (new generation)",
@@ -137,6 +138,7 @@ instanceRoutes.openapi(
 instanceRoutes.openapi(
   createRoute({
     method: "get",
+    middleware: [authenticate("admin")] as const,
     path: "/workspaces/{id}/console",
     tags: ["instances"],
     summary: "The instance's console output (the most recent 64 KB)",

@@ -9,8 +9,6 @@ const StatusBody = z.object({ status: z.enum(WORKSPACE_STATUSES) }).openapi("Age
 
 export const registryRoutes = newRouter();
 
-registryRoutes.use("/registry/*", authenticate("workspace"));
-
 for (const [path, summary, verb] of [
   ["/registry/register", "An agent announces itself; the workspace comes online", registerAgent],
   [
@@ -22,6 +20,7 @@ for (const [path, summary, verb] of [
   registryRoutes.openapi(
     createRoute({
       method: "post",
+      middleware: [authenticate("workspace")] as const,
       path,
       tags: ["registry"],
       summary,

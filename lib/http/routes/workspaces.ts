@@ -79,12 +79,10 @@ function cursorFrom(raw: string | undefined): Cursor | undefined {
 
 export const workspaceRoutes = newRouter();
 
-workspaceRoutes.use("/workspaces", authenticate("admin"));
-workspaceRoutes.use("/workspaces/*", authenticate("admin"));
-
 workspaceRoutes.openapi(
   createRoute({
     method: "post",
+    middleware: [authenticate("admin")] as const,
     path: "/workspaces",
     tags: ["workspaces"],
     summary: "Create a workspace",
@@ -157,6 +155,7 @@ workspaceRoutes.openapi(
 workspaceRoutes.openapi(
   createRoute({
     method: "get",
+    middleware: [authenticate("admin")] as const,
     path: "/workspaces",
     tags: ["workspaces"],
     summary: "List workspaces, newest first",
@@ -218,6 +217,7 @@ export async function workspaceOr404(deps: Parameters<typeof getWorkspace>[0], i
 workspaceRoutes.openapi(
   createRoute({
     method: "get",
+    middleware: [authenticate("admin")] as const,
     path: "/workspaces/{id}",
     tags: ["workspaces"],
     summary: "Get a workspace",
@@ -237,6 +237,7 @@ workspaceRoutes.openapi(
 workspaceRoutes.openapi(
   createRoute({
     method: "delete",
+    middleware: [authenticate("admin")] as const,
     path: "/workspaces/{id}",
     tags: ["workspaces"],
     summary: "Remove a workspace (revokes tokens, terminates its instance)",
@@ -272,6 +273,7 @@ const EventSchema = z
 workspaceRoutes.openapi(
   createRoute({
     method: "get",
+    middleware: [authenticate("admin")] as const,
     path: "/workspaces/{id}/events",
     tags: ["workspaces"],
     summary: "The workspace's status history, oldest first",
@@ -310,6 +312,7 @@ workspaceRoutes.openapi(
 workspaceRoutes.openapi(
   createRoute({
     method: "post",
+    middleware: [authenticate("admin")] as const,
     path: "/workspaces/{id}/tokens",
     tags: ["workspaces"],
     summary: "Mint a new workspace token (revokes the others)",
