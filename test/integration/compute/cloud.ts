@@ -12,6 +12,8 @@ import {
 } from "../../../lib/localcloud/index.js";
 import { testConfig } from "../../support/context.js";
 
+export { waitFor } from "../../support/wait.js";
+
 /**
  * The local cloud and the product's own SDK clients, for the compute suites: one cloud per test
  * file on an ephemeral port, short delays so a boot takes tens of milliseconds.
@@ -168,28 +170,6 @@ export async function startComputeCloud(
       await rm(dir, { recursive: true, force: true });
     },
   };
-}
-
-/** Polls until `probe` returns a value other than undefined, or fails after `timeoutMs`. */
-export async function waitFor<T>(
-  probe: () => Promise<T | undefined> | T | undefined,
-  timeoutMs = 5_000,
-  intervalMs = 20,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (err) {
-      lastError = err;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`waitFor timed out after ${timeoutMs} ms`, { cause: lastError });
-    }
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
 }
 
 /** An id of the right shape that the cloud never issued. */

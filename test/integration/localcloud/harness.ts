@@ -11,6 +11,10 @@ import {
   startLocalCloud,
 } from "../../../lib/localcloud/index.js";
 
+import { waitFor } from "../../support/wait.js";
+
+export { waitFor };
+
 export const credentials = { accessKeyId: "test", secretAccessKey: "test" };
 
 /** Client config for the local cloud, the way the application builds it. */
@@ -76,28 +80,6 @@ export function wrap(cloud: LocalCloud, dir: string): TestCloud {
       await rm(dir, { recursive: true, force: true });
     },
   };
-}
-
-/** Poll until `probe` returns a value (not undefined), or fail after `timeoutMs`. */
-export async function waitFor<T>(
-  probe: () => Promise<T | undefined> | T | undefined,
-  timeoutMs = 5_000,
-  intervalMs = 20,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (err) {
-      lastError = err;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`waitFor timed out after ${timeoutMs} ms`, { cause: lastError });
-    }
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
 }
 
 export async function launch(
