@@ -1,5 +1,4 @@
 import { spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
@@ -11,93 +10,31 @@ import {
   ScriptValueError,
   sh,
 } from "../../lib/compute/script.js";
+import {
+  anyScriptValue,
+  culprit,
+  printEach,
+  refusedScriptValue,
+  runShell,
+  type Shell,
+  sameWords,
+  shells,
+} from "../support/shells.js";
 
-// The shells a Program meets: /bin/sh here (dash on Debian), and bash started as `sh`, which is
-// what /bin/sh is on Amazon Linux, where the SSM agent runs `sh _script.sh`. bash behaves
-// differently from dash in places (e.g. its internal handling of \x01 and \x7f bytes), so both run.
-const shells = [
-  { label: "/bin/sh", file: "/bin/sh", argv0: "sh" },
-  ...(existsSync("/bin/bash") ? [{ label: "bash as sh", file: "/bin/bash", argv0: "sh" }] : []),
-];
-
-type Shell = (typeof shells)[number];
-
-/**
- * Runs `script` with a real shell reading it from stdin (no shell around the spawn, no argv size
- * limit) and returns stdout split on NUL. Fails on a non-zero exit or any stderr.
- */
+/** A real shell's words for `script`; throws what went wrong. */
 function run(shell: Shell, script: Program, env: NodeJS.ProcessEnv = {}): Buffer[] {
-  const result = spawnSync(shell.file, ["-s"], {
-    argv0: shell.argv0,
-    input: script.text,
-    env: { PATH: process.env.PATH, ...env },
-    maxBuffer: 64 * 1024 * 1024,
-  });
-  if (result.error) throw result.error;
-  const stderr = result.stderr.toString("utf8");
-  if (result.status !== 0 || stderr !== "") {
-    throw new Error(
-      `${shell.label} exited ${result.status}: ${stderr}\n--- script ---\n${script.text.slice(0, 2_000)}`,
-    );
-  }
-  return splitOnNul(result.stdout);
+  const words = runShell(shell, script, env);
+  if (words instanceof Error) throw words;
+  return words;
 }
 
-function splitOnNul(output: Buffer): Buffer[] {
-  const pieces: Buffer[] = [];
-  let start = 0;
-  for (let end = output.indexOf(0); end !== -1; end = output.indexOf(0, start)) {
-    pieces.push(output.subarray(start, end));
-    start = end + 1;
-  }
-  // Every word is NUL-terminated, so anything after the last NUL is stray output.
-  expect(output.length - start).toBe(0);
-  return pieces;
-}
-
-/**
- * The words a shell sees: each value goes through sh as one `printf '%s\0'` argument, so a value
- * split into two words would print two pieces and a value that expanded would print other bytes.
- */
+/** The words a shell sees when each value goes through sh as one `printf '%s\0'` argument. */
 function wordsSeenBy(shell: Shell, values: readonly string[]): Buffer[] {
   return run(shell, program(...values.map((value) => sh`printf '%s\\0' ${value}`)));
 }
 
 function utf8(values: readonly string[]): Buffer[] {
   return values.map((value) => Buffer.from(value, "utf8"));
-}
-
-function attempt<T>(act: () => T): T | Error {
-  try {
-    return act();
-  } catch (error) {
-    return error instanceof Error ? error : new Error(String(error));
-  }
-}
-
-function sameWords(words: Buffer[] | Error, expected: Buffer[]): boolean {
-  if (words instanceof Error) return false;
-  return (
-    words.length === expected.length &&
-    words.every((word, i) => word.equals(expected[i] ?? Buffer.alloc(0)))
-  );
-}
-
-/**
- * Names the first value that fails on its own, so a failing batch of hundreds of values reports
- * the one that matters instead of a 500-element counterexample.
- */
-function culprit(shell: Shell, values: readonly string[]): string {
-  for (const value of values) {
-    const words = attempt(() => wordsSeenBy(shell, [value]));
-    if (sameWords(words, utf8([value]))) continue;
-    const outcome =
-      words instanceof Error
-        ? words.message
-        : `came back as ${JSON.stringify(words.map((word) => word.toString("utf8")))}`;
-    return `value ${JSON.stringify(value)} quoted as ${quote(value)}: ${outcome}`;
-  }
-  return "the batch failed although every value passes on its own";
 }
 
 describe("quote", () => {
@@ -277,31 +214,6 @@ describe("program", () => {
   });
 });
 
-// Lone surrogates are left out on purpose: a JS string holding half a surrogate pair has no UTF-8
-// encoding (Buffer.from turns it into U+FFFD), so no quoting could make it round-trip; sh refuses
-// such strings instead (tested above). Every unit below produces whole code points only.
-const shellMetacharacters = [..."'\"$`\\\n\r\t;|&<>(){}*?[]~ #!=%-,.:@^"];
-const shellTokens = ["$(", "$((", "${", "`", "'\\''", "\\'", "$HOME", "$(id)", "`id`", "--", "%s"];
-
-const shellHeavyUnit = fc.oneof(
-  { arbitrary: fc.constantFrom(...shellMetacharacters), weight: 6 },
-  { arbitrary: fc.constantFrom(...shellTokens), weight: 2 },
-  { arbitrary: fc.string({ unit: "grapheme", minLength: 1, maxLength: 1 }), weight: 1 },
-  { arbitrary: fc.string({ unit: "binary-ascii", minLength: 1, maxLength: 1 }), weight: 1 },
-);
-
-const scriptable = (text: string): boolean => !text.includes("\0") && !text.includes("{{");
-
-const anyValue = fc
-  .oneof(
-    fc.string({ unit: "grapheme", size: "medium" }),
-    fc.string({ unit: "binary", size: "medium" }),
-    fc.string({ unit: "binary-ascii", size: "medium" }),
-    fc.string({ unit: shellHeavyUnit, size: "medium" }),
-    fc.string({ unit: shellHeavyUnit, size: "medium" }),
-  )
-  .filter(scriptable);
-
 const batchSize = 500;
 const batches = 20;
 
@@ -311,16 +223,11 @@ describe("property: any value runs literally through the real /bin/sh", () => {
       let checked = 0;
       fc.assert(
         fc.property(
-          fc.array(anyValue, { minLength: batchSize, maxLength: batchSize }),
+          fc.array(anyScriptValue, { minLength: batchSize, maxLength: batchSize }),
           (values) => {
             // One shell per batch: each value as its own printf argument, then all of them as one
             // array, so both interpolation paths are checked against the same bytes.
-            const script = program(
-              ...values.map((value) => sh`printf '%s\\0' ${value}`),
-              sh`printf '%s\\0' ${values}`,
-            );
-            const words = attempt(() => run(shell, script));
-            if (!sameWords(words, utf8([...values, ...values]))) {
+            if (!sameWords(runShell(shell, printEach(values)), [...values, ...values])) {
               throw new Error(culprit(shell, values));
             }
             checked += values.length;
@@ -336,9 +243,7 @@ describe("property: any value runs literally through the real /bin/sh", () => {
 });
 
 describe("property: NUL and `{{` never reach a script", () => {
-  const refused = fc
-    .tuple(anyValue, fc.constantFrom("\0", "{{", "{{ssm:", "{{ssm:x}}"), anyValue)
-    .map(([before, marker, after]) => `${before}${marker}${after}`);
+  const refused = refusedScriptValue();
 
   it("throws ScriptValueError for any value containing them", () => {
     fc.assert(
