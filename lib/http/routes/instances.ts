@@ -7,10 +7,8 @@ import { restartWorkspace } from "../../workspaces/restart.js";
 import { newRouter } from "../context.js";
 import { ApiError, errorResponses } from "../errors.js";
 import { authenticate } from "../middleware.js";
+import { IdParam, security } from "../openapi.js";
 import { workspaceOr404 } from "./workspaces.js";
-
-const IdParam = z.object({ id: z.string().openapi({ param: { name: "id", in: "path" } }) });
-const security = [{ bearer: [] }];
 
 const CheckSchema = z
   .object({

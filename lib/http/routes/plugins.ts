@@ -21,15 +21,9 @@ import type { WorkspaceRow } from "../../workspaces/model.js";
 import { newRouter } from "../context.js";
 import { ApiError, errorResponses } from "../errors.js";
 import { assertOwnWorkspace, authenticate } from "../middleware.js";
+import { IdParam, json, security } from "../openapi.js";
 import { workspaceOr404 } from "./workspaces.js";
 
-const security = [{ bearer: [] }];
-const json = <T extends z.ZodType>(schema: T, description: string) => ({
-  description,
-  content: { "application/json": { schema } },
-});
-
-const IdParam = z.object({ id: z.string().openapi({ param: { name: "id", in: "path" } }) });
 // Names are checked by hand, not by zod, so a bad one answers INVALID_PLUGIN_NAME (SPEC §11).
 const NameParams = IdParam.extend({
   name: z.string().openapi({ param: { name: "name", in: "path" }, example: "code-review" }),

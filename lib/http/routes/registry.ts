@@ -4,6 +4,7 @@ import { heartbeat, registerAgent } from "../../workspaces/registry.js";
 import { newRouter } from "../context.js";
 import { ApiError, errorResponses } from "../errors.js";
 import { authenticate } from "../middleware.js";
+import { security } from "../openapi.js";
 
 const StatusBody = z.object({ status: z.enum(WORKSPACE_STATUSES) }).openapi("AgentStatus");
 
@@ -25,7 +26,7 @@ for (const [path, summary, verb] of [
       tags: ["registry"],
       summary,
       description: "Authenticated with the workspace's own token; the workspace is the token's.",
-      security: [{ bearer: [] }],
+      security,
       responses: {
         200: {
           description: "The workspace's status.",

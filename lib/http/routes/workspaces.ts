@@ -21,6 +21,7 @@ import { mintToken, replaceTokens } from "../../workspaces/tokens.js";
 import { newRouter } from "../context.js";
 import { ApiError, errorResponses } from "../errors.js";
 import { authenticate } from "../middleware.js";
+import { IdParam, json, security } from "../openapi.js";
 
 // Environment variable names a POSIX shell accepts; values are written to the instance's env file.
 const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
@@ -51,20 +52,12 @@ const CreateBody = z
   .strict()
   .openapi("CreateWorkspace");
 
-const IdParam = z.object({ id: z.string().openapi({ param: { name: "id", in: "path" } }) });
-
 const PageQuery = {
   limit: z.coerce.number().int().min(1).max(200).default(50),
   cursor: z.string().max(200).optional(),
 };
 
 const Token = z.string().openapi({ description: "Shown once; only its hash is stored." });
-
-const security = [{ bearer: [] }];
-const json = <T extends z.ZodType>(schema: T, description: string) => ({
-  description,
-  content: { "application/json": { schema } },
-});
 
 function cursorFrom(raw: string | undefined): Cursor | undefined {
   if (raw === undefined) return undefined;
