@@ -1,10 +1,5 @@
 import { randomBytes } from "node:crypto";
-import {
-  type CommandResult,
-  readCommand,
-  sendCommand,
-  waitForCommand,
-} from "../compute/commands.js";
+import { type CommandResult, readCommand, waitForCommand } from "../compute/commands.js";
 import { describeAwsError, isTransientAwsError } from "../compute/errors.js";
 import { presignGet, putStagedObject } from "../compute/staging-bucket.js";
 import type { Deps } from "../deps.js";
@@ -21,7 +16,7 @@ import {
 import { installProgram } from "./scripts.js";
 import type { PluginSource } from "./sources.js";
 import { packPlugin, type StageFailure, type StageOptions, stagePlugin } from "./staging.js";
-import { type CommandTarget, commandFailureText, commandTarget } from "./target.js";
+import { type CommandTarget, commandFailureText, commandTarget, sendToTarget } from "./target.js";
 
 /** How long the install program may run on the instance (SSM executionTimeout). */
 export const INSTALL_COMMAND_TIMEOUT_SECONDS = 300;
@@ -103,22 +98,11 @@ export async function installPlugin(deps: Deps, input: InstallInput): Promise<In
       skills: plugin.manifest.skills,
       txn: randomBytes(8).toString("hex"),
     });
-    const sent = await sendCommand(deps, target.instanceId, script, {
+    const sent = await sendToTarget(deps, target.instanceId, script, {
       timeoutSeconds: INSTALL_COMMAND_TIMEOUT_SECONDS,
       comment: `wcp: install plugin ${name}`,
     });
-    switch (sent.kind) {
-      case "sent":
-        break;
-      case "unreachable":
-        return { kind: "unreachable", pingStatus: sent.pingStatus };
-      case "transient":
-        return { kind: "send-failed", error: sent.error };
-      default: {
-        const unreachable: never = sent;
-        throw new Error(`unhandled send result ${JSON.stringify(unreachable)}`);
-      }
-    }
+    if (sent.kind !== "sent") return sent;
     await recordInstalling(deps.db, {
       ...key,
       version: plugin.manifest.version,

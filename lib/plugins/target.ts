@@ -1,4 +1,6 @@
+import { type SendOptions, sendCommand } from "../compute/commands.js";
 import { checkInstance } from "../compute/instances.js";
+import type { Program } from "../compute/script.js";
 import type { Deps } from "../deps.js";
 import type { WorkspaceRow } from "../workspaces/model.js";
 
@@ -31,6 +33,34 @@ export async function commandTarget(deps: Deps, workspace: WorkspaceRow): Promis
     default: {
       const unreachable: never = check;
       throw new Error(`unhandled outcome ${JSON.stringify(unreachable)}`);
+    }
+  }
+}
+
+/** A plugin program sent to a running target, or why it was not. */
+export type TargetSend =
+  | { kind: "sent"; commandId: string }
+  | { kind: "unreachable"; pingStatus: string }
+  | { kind: "send-failed"; error: { code: string; message: string } };
+
+/** Sends a plugin program (install or uninstall) to the instance the running check chose. */
+export async function sendToTarget(
+  deps: Deps,
+  instanceId: string,
+  script: Program,
+  opts: SendOptions,
+): Promise<TargetSend> {
+  const sent = await sendCommand(deps, instanceId, script, opts);
+  switch (sent.kind) {
+    case "sent":
+      return sent;
+    case "unreachable":
+      return { kind: "unreachable", pingStatus: sent.pingStatus };
+    case "transient":
+      return { kind: "send-failed", error: sent.error };
+    default: {
+      const unreachable: never = sent;
+      throw new Error(`unhandled send result ${JSON.stringify(unreachable)}`);
     }
   }
 }

@@ -1,10 +1,5 @@
 import { randomBytes } from "node:crypto";
-import {
-  type CommandResult,
-  cancelCommand,
-  sendCommand,
-  waitForCommand,
-} from "../compute/commands.js";
+import { type CommandResult, cancelCommand, waitForCommand } from "../compute/commands.js";
 import type { Deps } from "../deps.js";
 import type { WorkspaceRow } from "../workspaces/model.js";
 import { finishInstall } from "./install.js";
@@ -15,7 +10,7 @@ import {
   recordUninstalling,
 } from "./records.js";
 import { uninstallProgram } from "./scripts.js";
-import { type CommandTarget, commandFailureText, commandTarget } from "./target.js";
+import { type CommandTarget, commandFailureText, commandTarget, sendToTarget } from "./target.js";
 
 const UNINSTALL_COMMAND_TIMEOUT_SECONDS = 60;
 // Removing two directories takes well under a second; the wait stays far inside API Gateway's
@@ -58,7 +53,7 @@ export async function uninstallPlugin(
   const target = await commandTarget(deps, input.workspace);
   if (target.kind !== "running") return target;
 
-  const sent = await sendCommand(
+  const sent = await sendToTarget(
     deps,
     target.instanceId,
     uninstallProgram({ name: input.name, txn: randomBytes(8).toString("hex") }),
@@ -67,18 +62,7 @@ export async function uninstallPlugin(
       comment: `wcp: uninstall plugin ${input.name}`,
     },
   );
-  switch (sent.kind) {
-    case "sent":
-      break;
-    case "unreachable":
-      return { kind: "unreachable", pingStatus: sent.pingStatus };
-    case "transient":
-      return { kind: "send-failed", error: sent.error };
-    default: {
-      const unreachable: never = sent;
-      throw new Error(`unhandled send result ${JSON.stringify(unreachable)}`);
-    }
-  }
+  if (sent.kind !== "sent") return sent;
   const commandId = sent.commandId;
   await recordUninstalling(deps.db, { ...key, commandId });
   const deadline = Date.now() + UNINSTALL_WAIT_SECONDS * 1000;
