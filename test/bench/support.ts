@@ -1,13 +1,13 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { RunInstancesCommand } from "@aws-sdk/client-ec2";
 import { createAwsClients } from "../../lib/compute/clients.js";
 import { openDb } from "../../lib/db/client.js";
 import { workspaces } from "../../lib/db/schema.js";
 import { type Deps, silentLog, systemClock } from "../../lib/deps.js";
 import { type LocalCloud, startLocalCloud } from "../../lib/localcloud/index.js";
 import { testConfig } from "../support/context.js";
+import { launchInstances } from "../support/fleet.js";
 
 /** A bench world: a local cloud, an in-memory PGlite with the schema, deps over both, counters. */
 export interface World {
@@ -85,19 +85,7 @@ export async function seedFleet(
   world: World,
   n: number,
 ): Promise<{ id: string; instanceId: string }[]> {
-  const instanceIds: string[] = [];
-  for (let i = 0; i < n; i += 20) {
-    const count = Math.min(20, n - i);
-    const out = await world.deps.aws.ec2.send(
-      new RunInstancesCommand({
-        ImageId: "ami-0123456789abcdef0",
-        InstanceType: "t3.small",
-        MinCount: count,
-        MaxCount: count,
-      }),
-    );
-    instanceIds.push(...(out.Instances ?? []).map((x) => x.InstanceId ?? ""));
-  }
+  const instanceIds = await launchInstances(world.deps.aws.ec2, n);
   const rows: { id: string; instanceId: string }[] = [];
   for (let i = 0; i < instanceIds.length; i += 1000) {
     const inserted = await world.deps.db

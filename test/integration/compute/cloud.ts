@@ -1,7 +1,6 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { RunInstancesCommand } from "@aws-sdk/client-ec2";
 import { type AwsClients, createAwsClients } from "../../../lib/compute/clients.js";
 import type { Deps } from "../../../lib/deps.js";
 import { systemClock } from "../../../lib/deps.js";
@@ -11,6 +10,8 @@ import {
   startLocalCloud,
 } from "../../../lib/localcloud/index.js";
 import { testConfig } from "../../support/context.js";
+
+import { launchInstances } from "../../support/fleet.js";
 
 export { waitFor } from "../../support/wait.js";
 
@@ -143,23 +144,7 @@ export async function startComputeCloud(
     crash: async (id) => {
       await control("POST", `/instances/${id}/crash`);
     },
-    launchMany: async (count) => {
-      const aws = made[0] ?? clients();
-      const ids: string[] = [];
-      while (ids.length < count) {
-        const n = Math.min(20, count - ids.length);
-        const out = await aws.ec2.send(
-          new RunInstancesCommand({
-            ImageId: "ami-0123456789abcdef0",
-            InstanceType: "t3.micro",
-            MinCount: n,
-            MaxCount: n,
-          }),
-        );
-        for (const i of out.Instances ?? []) if (i.InstanceId) ids.push(i.InstanceId);
-      }
-      return ids;
-    },
+    launchMany: async (count) => launchInstances((made[0] ?? clients()).ec2, count),
     close: async () => {
       for (const aws of made) {
         aws.ec2.destroy();

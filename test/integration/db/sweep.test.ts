@@ -1,7 +1,6 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { RunInstancesCommand } from "@aws-sdk/client-ec2";
 import { eq, sql } from "drizzle-orm";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { createAwsClients } from "../../../lib/compute/clients.js";
@@ -9,6 +8,7 @@ import { workspaceEvents, workspaces } from "../../../lib/db/schema.js";
 import { type LocalCloud, startLocalCloud } from "../../../lib/localcloud/index.js";
 import { type PassName, runSweep, type SweepSummary } from "../../../lib/sweep/run.js";
 import { createTestContext, dbKind, type TestContext } from "../../support/context.js";
+import { launchInstances } from "../../support/fleet.js";
 
 let cloud: LocalCloud;
 let dir: string;
@@ -31,35 +31,13 @@ async function control(path: string, init: { method?: string; body?: unknown } =
 const describeCalls = async () =>
   ((await control("/stats")).calls as Record<string, number>)["ec2:DescribeInstances"] ?? 0;
 
-/** Launches `n` tagged instances through the real SDK (20 per call, as the local cloud allows). */
-async function launch(n: number, deployment = "local", workspaceIds: (string | null)[] = []) {
-  const ids: string[] = [];
-  for (let i = 0; i < n; i += 20) {
-    const count = Math.min(20, n - i);
-    const out = await t.deps.aws.ec2.send(
-      new RunInstancesCommand({
-        ImageId: "ami-12345678",
-        InstanceType: "t3.small",
-        MinCount: count,
-        MaxCount: count,
-        TagSpecifications: [
-          {
-            ResourceType: "instance",
-            Tags: [
-              { Key: "wcp:managed", Value: "true" },
-              { Key: "wcp:deployment", Value: deployment },
-              ...(workspaceIds[i]
-                ? [{ Key: "wcp:workspace-id", Value: workspaceIds[i] ?? "" }]
-                : []),
-            ],
-          },
-        ],
-      }),
-    );
-    ids.push(...(out.Instances ?? []).map((x) => x.InstanceId ?? ""));
-  }
-  return ids;
-}
+/** `n` instances tagged as this product tags them (optionally with a workspace id). */
+const launch = (n: number, deployment = "local", workspaceId?: string) =>
+  launchInstances(t.deps.aws.ec2, n, [
+    { Key: "wcp:managed", Value: "true" },
+    { Key: "wcp:deployment", Value: deployment },
+    ...(workspaceId ? [{ Key: "wcp:workspace-id", Value: workspaceId }] : []),
+  ]);
 
 /** Online instance-backed rows, one per instance, inserted in one statement. */
 async function seedOnline(instanceIds: string[]): Promise<string[]> {
@@ -301,14 +279,14 @@ describe(`sweep over ${dbKind()}`, () => {
   it("orphans: terminates this deployment's unowned instances past the grace, nothing else", async () => {
     // Prepare: an owned instance, an orphan with no row, one whose row moved on, another deployment's.
     const ownedWs = (await seedOnline(["i-00000000000000001"]))[0] ?? "";
-    const [owned] = await launch(1, "local", [ownedWs]);
+    const [owned] = await launch(1, "local", ownedWs);
     await t.opened.db
       .update(workspaces)
       .set({ instanceId: owned ?? "" })
       .where(eq(workspaces.id, ownedWs));
     const [orphan] = await launch(1);
     const movedOnWs = (await seedOnline(["i-00000000000000000"]))[0] ?? "";
-    const [movedOn] = await launch(1, "local", [movedOnWs]);
+    const [movedOn] = await launch(1, "local", movedOnWs);
     const [foreign] = await launch(1, "other-deployment");
     await new Promise((r) => setTimeout(r, 1_100)); // past LAUNCH_GRACE_SECONDS=1
 
