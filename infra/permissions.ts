@@ -132,16 +132,27 @@ export function catalogueActions(): string[] {
 }
 
 /**
- * The API sends every command in `lib/` (launch, terminate, console, status, plugin install,
- * uninstall and download all start from a request).
+ * Actions `lib/` can send that no function is granted: `runCommand`'s CancelCommand (a command
+ * run past its deadline) — no route runs one; plugin programs that outlast a request are left to
+ * finish and read by the sweep, never cancelled.
  */
-export const API_ACTIONS: readonly string[] = catalogueActions();
+export const UNGRANTED_LIB_ACTIONS: readonly string[] = ["ssm:CancelCommand"];
+
+/**
+ * The API sends every other command in `lib/` (launch, terminate, console, status, plugin
+ * install, uninstall and download all start from a request).
+ */
+export const API_ACTIONS: readonly string[] = catalogueActions().filter(
+  (a) => !UNGRANTED_LIB_ACTIONS.includes(a),
+);
 
 /**
  * The sweep: re-driven launches (RunInstances with its implicit CreateTags, PassRole and the AMI
- * parameter), the running check and SSM ping (readiness, liveness, orphans), termination
- * (removal, orphans), and reading the stored command of an install that outlived its request.
- * It never sends commands, reads consoles or touches the staging bucket.
+ * parameter), the running check, ClientToken lookups and SSM pings (launch, readiness, liveness,
+ * orphans), termination (removal, orphans), and plugin operations that outlived their request:
+ * reading their commands, and sending a program again (a lost SendCommand answer, a restart's
+ * re-apply) with the staged archive presigned (s3:GetObject). It never reads consoles or puts
+ * to the staging bucket.
  */
 export const SWEEP_ACTIONS: readonly string[] = [
   "ec2:CreateTags",
@@ -149,9 +160,11 @@ export const SWEEP_ACTIONS: readonly string[] = [
   "ec2:RunInstances",
   "ec2:TerminateInstances",
   "iam:PassRole",
+  "s3:GetObject",
   "ssm:DescribeInstanceInformation",
   "ssm:GetCommandInvocation",
   "ssm:GetParameters",
+  "ssm:SendCommand",
 ];
 
 /**

@@ -6,6 +6,11 @@ import { NodeHttpHandler } from "@smithy/node-http-handler";
 export interface AwsClients {
   ec2: EC2Client;
   ssm: SSMClient;
+  /**
+   * SSM without automatic retries, for SendCommand only: it has no idempotency token, so the
+   * SDK's retry of a call whose answer was lost runs the script again (shared/notes/aws.md).
+   */
+  ssmNoRetry: SSMClient;
   s3: S3Client;
 }
 
@@ -41,6 +46,7 @@ export function createAwsClients(opts: AwsClientOptions): AwsClients {
   return {
     ec2: new EC2Client({ ...common, requestHandler: requestHandler() }),
     ssm: new SSMClient({ ...common, requestHandler: requestHandler() }),
+    ssmNoRetry: new SSMClient({ ...common, maxAttempts: 1, requestHandler: requestHandler() }),
     // Path-style keeps bucket names out of DNS, which the local cloud and custom endpoints need.
     s3: new S3Client({ ...common, forcePathStyle: true, requestHandler: requestHandler() }),
   };

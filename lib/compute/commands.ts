@@ -5,8 +5,10 @@ import {
   type GetCommandInvocationCommandOutput,
   SendCommandCommand,
 } from "@aws-sdk/client-ssm";
+import { isThrottlingError } from "@smithy/core/retry";
+import { forEachBounded } from "../bounded.js";
 import type { Deps } from "../deps.js";
-import { awsErrorCode, describeAwsError } from "./errors.js";
+import { type AwsProblem, awsErrorCode, describeAwsError, isPermissionError } from "./errors.js";
 import type { Program } from "./script.js";
 
 /**
@@ -38,14 +40,25 @@ export interface CommandResult {
   commandId: string;
 }
 
-/** Why a command could not be sent at all (nothing ran). */
+/** Why a command was not sent (nothing ran). */
 export type SendFailure =
   | { kind: "unreachable"; pingStatus: string }
-  | { kind: "transient"; error: { code: string; message: string } };
+  | { kind: "transient"; error: AwsProblem };
 
-export type SendResult = { kind: "sent"; commandId: string } | SendFailure;
+/**
+ * SendCommand's answer was lost (a timeout, a dropped connection, a 5xx, a reply that did not
+ * parse): SSM may or may not have accepted the command. Never "not sent" — the caller records
+ * the attempt as unknown and reconciles it, because SendCommand has no idempotency token and a
+ * blind resend may run the script twice.
+ */
+export interface SendUnknown {
+  kind: "unknown";
+  error: AwsProblem;
+}
 
-export type RunResult = { kind: "finished"; result: CommandResult } | SendFailure;
+export type SendResult = { kind: "sent"; commandId: string } | SendFailure | SendUnknown;
+
+export type RunResult = { kind: "finished"; result: CommandResult } | SendFailure | SendUnknown;
 
 const TERMINAL: ReadonlySet<string> = new Set(["Success", "Cancelled", "TimedOut", "Failed"]);
 // The agent's own marker when it cuts output (amazon-ssm-agent; notes/aws.md).
@@ -65,10 +78,20 @@ export interface SendOptions {
   comment?: string;
 }
 
+// How often a SendCommand that SSM certainly did not take is tried, and the backoff between:
+// throttling and a refused connection mean the request was not processed (the SDK's standard
+// strategy retries them the same way: 3 attempts, base 100 ms; smithy-typescript util-retry).
+const SEND_ATTEMPTS = 3;
+const SEND_BACKOFF_MS = 100;
+
 /**
  * Sends `program` to one instance after checking that its SSM agent is `Online`
  * (DescribeInstanceInformation): SendCommand itself answers only a vague InvalidInstanceId for an
  * agent that is offline, unregistered or shutting down.
+ *
+ * SendCommand goes through the client without automatic retries (`aws.ssmNoRetry`). It is tried
+ * again here only when SSM certainly did not take it (throttled, connection refused); a lost
+ * answer is `unknown`, never `transient`.
  */
 export async function sendCommand(
   deps: Pick<Deps, "aws">,
@@ -76,55 +99,124 @@ export async function sendCommand(
   script: Program,
   opts: SendOptions,
 ): Promise<SendResult> {
-  const ping = await pingStatus(deps, instanceId);
-  if (ping.kind === "transient") return ping;
+  const ping = (await pingStatuses(deps, [instanceId])).get(instanceId);
+  if (!ping || ping.kind === "transient") {
+    return { kind: "transient", error: ping?.error ?? noAnswer };
+  }
   if (ping.status !== "Online") return { kind: "unreachable", pingStatus: ping.status };
   const executionTimeout = Math.min(
     MAX_EXECUTION_SECONDS,
     Math.max(MIN_EXECUTION_SECONDS, Math.ceil(opts.timeoutSeconds)),
   );
-  try {
-    const out = await deps.aws.ssm.send(
-      new SendCommandCommand({
-        DocumentName: "AWS-RunShellScript",
-        InstanceIds: [instanceId],
-        Parameters: { commands: [script.text], executionTimeout: [String(executionTimeout)] },
-        TimeoutSeconds: Math.max(MIN_DELIVERY_SECONDS, executionTimeout),
-        ...(opts.comment !== undefined && { Comment: opts.comment.slice(0, 100) }),
-      }),
-    );
-    const commandId = out.Command?.CommandId;
-    if (!commandId) {
-      return { kind: "transient", error: { code: "MalformedReply", message: "no CommandId" } };
+  const command = new SendCommandCommand({
+    DocumentName: "AWS-RunShellScript",
+    InstanceIds: [instanceId],
+    Parameters: { commands: [script.text], executionTimeout: [String(executionTimeout)] },
+    TimeoutSeconds: Math.max(MIN_DELIVERY_SECONDS, executionTimeout),
+    ...(opts.comment !== undefined && { Comment: opts.comment.slice(0, 100) }),
+  });
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const out = await deps.aws.ssmNoRetry.send(command);
+      const commandId = out.Command?.CommandId;
+      if (!commandId) {
+        // Accepted, but we cannot tell which command it is.
+        return { kind: "unknown", error: { code: "MalformedReply", message: "no CommandId" } };
+      }
+      return { kind: "sent", commandId };
+    } catch (err) {
+      if (awsErrorCode(err) === "InvalidInstanceId") {
+        return { kind: "unreachable", pingStatus: "InvalidInstanceId" };
+      }
+      const notTaken = certainlyNotTaken(err);
+      if (notTaken && attempt < SEND_ATTEMPTS) {
+        await sleep(SEND_BACKOFF_MS * 2 ** (attempt - 1) * (0.5 + Math.random()));
+        continue;
+      }
+      return notTaken || answeredRefusal(err)
+        ? { kind: "transient", error: describeAwsError(err) }
+        : { kind: "unknown", error: describeAwsError(err) };
     }
-    return { kind: "sent", commandId };
-  } catch (err) {
-    if (awsErrorCode(err) === "InvalidInstanceId") {
-      return { kind: "unreachable", pingStatus: "InvalidInstanceId" };
-    }
-    return { kind: "transient", error: describeAwsError(err) };
   }
 }
 
-/** The SSM agent's `PingStatus` for one instance; `NotRegistered` when SSM does not know it. */
-export async function pingStatus(
-  deps: Pick<Deps, "aws">,
-  instanceId: string,
-): Promise<
+const noAnswer: AwsProblem = { code: "NoAnswer", message: "no ping status was returned" };
+
+/** SSM answered, and the answer says the request was not processed. */
+function certainlyNotTaken(err: unknown): boolean {
+  const e = err as Error & { code?: string };
+  return (
+    isThrottlingError(e as unknown as Parameters<typeof isThrottlingError>[0]) ||
+    e.code === "ECONNREFUSED"
+  );
+}
+
+/** A 4xx with a service error code: SSM read the request and refused it. */
+function answeredRefusal(err: unknown): boolean {
+  const e = err as { $fault?: string; $metadata?: { httpStatusCode?: number } };
+  const status = e.$metadata?.httpStatusCode;
+  return (
+    isPermissionError(err) ||
+    (e.$fault === "client" && status !== undefined && status >= 400 && status < 500)
+  );
+}
+
+/** What SSM says of one instance's agent; `NotRegistered` when SSM does not know it. */
+export type PingResult =
   | { kind: "known"; status: string }
-  | { kind: "transient"; error: { code: string; message: string } }
-> {
-  try {
-    const out = await deps.aws.ssm.send(
-      new DescribeInstanceInformationCommand({
-        Filters: [{ Key: "InstanceIds", Values: [instanceId] }],
-      }),
-    );
-    const info = out.InstanceInformationList?.find((i) => i.InstanceId === instanceId);
-    return { kind: "known", status: info?.PingStatus ?? "NotRegistered" };
-  } catch (err) {
-    return { kind: "transient", error: describeAwsError(err) };
+  | { kind: "transient"; error: AwsProblem };
+
+// DescribeInstanceInformation: "Array Members: Minimum number of 1 item. Maximum number of 100
+// items" per filter (ssm/latest/APIReference/API_InstanceInformationStringFilter.html), pages of
+// at most 50 (MaxResults 5–50, API_DescribeInstanceInformation.html).
+export const MAX_PING_IDS_PER_CALL = 100;
+const PING_PAGE_SIZE = 50;
+
+/**
+ * The SSM agents' `PingStatus` of many instances: ⌈N/100⌉ DescribeInstanceInformation filters
+ * (each paged by 50), a few in parallel — cost grows with batches, not rows. A failed call makes
+ * only its own ids `transient` (with `misconfigured` when SSM refused our identity); an id SSM
+ * does not list is `NotRegistered`.
+ */
+export async function pingStatuses(
+  deps: Pick<Deps, "aws">,
+  instanceIds: readonly string[],
+): Promise<Map<string, PingResult>> {
+  const unique = [...new Set(instanceIds)].filter((id) => id !== "");
+  const results = new Map<string, PingResult>();
+  const chunks: string[][] = [];
+  for (let i = 0; i < unique.length; i += MAX_PING_IDS_PER_CALL) {
+    chunks.push(unique.slice(i, i + MAX_PING_IDS_PER_CALL));
   }
+  await forEachBounded(chunks, 4, async (chunk) => {
+    const seen = new Map<string, string>();
+    try {
+      let nextToken: string | undefined;
+      do {
+        const out = await deps.aws.ssm.send(
+          new DescribeInstanceInformationCommand({
+            Filters: [{ Key: "InstanceIds", Values: chunk }],
+            MaxResults: PING_PAGE_SIZE,
+            ...(nextToken !== undefined && { NextToken: nextToken }),
+          }),
+        );
+        for (const info of out.InstanceInformationList ?? []) {
+          if (info.InstanceId && chunk.includes(info.InstanceId)) {
+            seen.set(info.InstanceId, info.PingStatus ?? "Unknown");
+          }
+        }
+        nextToken = out.NextToken || undefined;
+      } while (nextToken !== undefined);
+    } catch (err) {
+      const error = describeAwsError(err);
+      for (const id of chunk) results.set(id, { kind: "transient", error });
+      return;
+    }
+    for (const id of chunk) {
+      results.set(id, { kind: "known", status: seen.get(id) ?? "NotRegistered" });
+    }
+  });
+  return results;
 }
 
 /**

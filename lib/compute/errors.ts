@@ -1,79 +1,82 @@
+import { isThrottlingError, isTransientError } from "@smithy/core/retry";
+
 /**
  * What is safe to say about an AWS SDK error: its code and message (never credentials, never
- * request bodies). `err.name` is the service's error code in SDK v3.
+ * request bodies). `misconfigured` marks a refusal of the deployment's own identity (a missing
+ * IAM permission, bad or expired credentials): retrying cannot help until an operator acts, so
+ * it is surfaced — but it says nothing about an instance either.
  */
-export function describeAwsError(err: unknown): { code: string; message: string } {
+export interface AwsProblem {
+  code: string;
+  message: string;
+  misconfigured?: true;
+}
+
+/** The problem an SDK error describes; `err.name` is the service's error code in SDK v3. */
+export function describeAwsError(err: unknown): AwsProblem {
+  const misconfigured = isPermissionError(err) ? { misconfigured: true as const } : {};
   if (err instanceof Error) {
     const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
     const message = err.message.slice(0, 500);
-    return { code: err.name || "Error", message: status ? `${message} (HTTP ${status})` : message };
+    return {
+      code: err.name || "Error",
+      message: status ? `${message} (HTTP ${status})` : message,
+      ...misconfigured,
+    };
   }
-  return { code: "Error", message: String(err).slice(0, 500) };
+  return { code: "Error", message: String(err).slice(0, 500), ...misconfigured };
 }
 
 /** The service's error code of an SDK error, if it has one. */
 export const awsErrorCode = (err: unknown): string | undefined =>
   err instanceof Error ? err.name : undefined;
 
-// What the SDK's standard retry strategy itself treats as throttling or transient
-// (@smithy/core retry/service-error-classification, constants.ts): codes it retries because a
-// later attempt may succeed. Classifying them as the request's own fault would fail a workspace
-// for a busy API.
-const THROTTLING_CODES: ReadonlySet<string> = new Set([
-  "BandwidthLimitExceeded",
-  "EC2ThrottledException",
-  "LimitExceededException",
-  "PriorRequestNotComplete",
-  "ProvisionedThroughputExceededException",
-  "RequestLimitExceeded",
-  "RequestThrottled",
-  "RequestThrottledException",
-  "SlowDown",
-  "ThrottledException",
-  "Throttling",
-  "ThrottlingException",
-  "TooManyRequestsException",
-  "TransactionInProgressException",
+// Codes by which EC2, SSM, S3 and the credential chain refuse the caller's identity
+// (EC2: docs.aws.amazon.com/AWSEC2/latest/APIReference/errors-overview.html "UnauthorizedOperation",
+// "AuthFailure", "OptInRequired"; SSM/JSON services: AccessDeniedException,
+// UnrecognizedClientException, ExpiredTokenException; S3: AmazonS3/latest/API/ErrorResponses.html
+// "AccessDenied", "InvalidAccessKeyId", "ExpiredToken"; the SDK's own CredentialsProviderError when
+// no credentials resolve). The SDK's classifiers have no such category: they only know what to retry.
+const PERMISSION_CODES: ReadonlySet<string> = new Set([
+  "AccessDenied",
+  "AccessDeniedException",
+  "AllAccessDisabled",
+  "AuthFailure",
+  "Blocked",
+  "CredentialsProviderError",
+  "ExpiredToken",
+  "ExpiredTokenException",
+  "InvalidAccessKeyId",
+  "InvalidClientTokenId",
+  "OptInRequired",
+  "UnauthorizedOperation",
+  "UnrecognizedClientException",
 ]);
-const TRANSIENT_CODES: ReadonlySet<string> = new Set([
-  "TimeoutError",
-  "RequestTimeout",
-  "RequestTimeoutException",
-]);
-const NETWORK_CODES: ReadonlySet<string> = new Set([
-  "ECONNRESET",
-  "ECONNREFUSED",
-  "EPIPE",
-  "ETIMEDOUT",
-  "EHOSTUNREACH",
-  "ENETUNREACH",
-  "ENOTFOUND",
-  "EAI_AGAIN",
-]);
+
+/** The deployment's identity was refused: a missing permission or bad/expired credentials. */
+export function isPermissionError(err: unknown): boolean {
+  return err instanceof Error && PERMISSION_CODES.has(err.name);
+}
 
 /**
  * Errors after which the request may or may not have taken effect, and which a later retry may
- * get past: throttling (any code the SDK retries as throttling, and HTTP 429), server faults,
- * timeouts (including S3's 400 `RequestTimeout`), errors the service models as retryable,
- * connection failures, unparseable replies. Anything else with `$fault: "client"` or a 4xx is
- * the request's own fault.
+ * get past. The SDK's own classifiers (`@smithy/core/retry`: throttling codes and HTTP 429,
+ * timeouts, connection errors, 500/502/503/504, the retryable trait, and the same through
+ * `cause`) decide first; on top of them, what they leave out and this product still must not
+ * read as the request's own fault: any other 5xx or `$fault: "server"`, a code that names
+ * throttling but is not on their list, and no HTTP answer at all (a reply that did not parse).
  */
 export function isTransientAwsError(err: unknown): boolean {
   if (!(err instanceof Error)) return true;
   const e = err as Error & {
     $fault?: "client" | "server";
     $metadata?: { httpStatusCode?: number };
-    $retryable?: unknown;
-    code?: string;
   };
-  if (THROTTLING_CODES.has(e.name) || TRANSIENT_CODES.has(e.name)) return true;
+  const sdkError = e as unknown as Parameters<typeof isTransientError>[0];
+  if (isThrottlingError(sdkError) || isTransientError(sdkError)) return true;
   if (/Throttl|TooManyRequests/i.test(e.name)) return true;
-  if (e.$retryable !== undefined) return true;
-  if (e.code !== undefined && NETWORK_CODES.has(e.code)) return true;
   const status = e.$metadata?.httpStatusCode;
-  if (status === 429 || (status !== undefined && status >= 500)) return true;
-  if (e.$fault === "server") return true;
+  if ((status !== undefined && status >= 500) || e.$fault === "server") return true;
   if (e.$fault === "client" || (status !== undefined && status >= 400)) return false;
-  // No HTTP answer at all: timeouts, refused or reset connections, parse failures.
   return true;
 }

@@ -4,8 +4,9 @@ import {
   type Filter,
   type Instance,
 } from "@aws-sdk/client-ec2";
+import { forEachBounded } from "../bounded.js";
 import type { Deps } from "../deps.js";
-import { describeAwsError } from "./errors.js";
+import { type AwsProblem, describeAwsError } from "./errors.js";
 
 /**
  * THE running check — the single source of truth for "is this workspace's instance running".
@@ -25,7 +26,7 @@ import { describeAwsError } from "./errors.js";
 export type InstanceCheck =
   | { outcome: "running"; instanceId: string; state: "pending" | "running" }
   | { outcome: "stopped"; instanceId: string; state: StoppedState }
-  | { outcome: "transient"; instanceId: string; error: { code: string; message: string } };
+  | { outcome: "transient"; instanceId: string; error: AwsProblem };
 
 export type StoppedState = "stopping" | "stopped" | "shutting-down" | "terminated" | "not-found";
 
@@ -142,6 +143,8 @@ export interface TaggedInstance {
   state: string;
   workspaceId: string | null;
   launchedAt: Date | null;
+  /** The ClientToken it was launched with: `<workspace id>:<generation>` for ours. */
+  clientToken: string | null;
 }
 
 /**
@@ -165,20 +168,62 @@ export async function listDeploymentInstances(
     state: i.State?.Name ?? "unknown",
     workspaceId: i.Tags?.find((t) => t.Key === "wcp:workspace-id")?.Value ?? null,
     launchedAt: i.LaunchTime ?? null,
+    clientToken: i.ClientToken || null,
   }));
 }
 
+/** An instance found by the ClientToken it was launched with. */
+export interface TokenInstance {
+  instanceId: string;
+  state: "pending" | "running" | "stopping" | "stopped";
+  launchedAt: Date | null;
+}
+
 /**
- * Finds the instance a launch with `clientToken` made, if EC2 lists it: after an ambiguous
- * RunInstances failure (a timeout after EC2 accepted it) this recovers the id.
+ * Finds the live instances that launches with these ClientTokens made — ⌈N/200⌉ calls with the
+ * `client-token` filter (200 filter values per call, API_DescribeInstances.html), a few in
+ * parallel. After an ambiguous RunInstances (a timeout after EC2 accepted it) this is how the
+ * instance is recovered: ownership follows the token, not a recorded id
+ * (docs.aws.amazon.com/ec2/latest/devguide/ec2-api-idempotency.html).
+ *
+ * Instances shutting down or terminated are left out: they are nobody's any more. A token that
+ * maps to nothing may still have an instance EC2 does not list yet (eventual consistency), so
+ * "absent" never means "never launched". Throws when any call fails: absent must not be read
+ * from a failed call.
  */
+export async function findByClientTokens(
+  deps: Pick<Deps, "aws">,
+  tokens: readonly string[],
+): Promise<Map<string, TokenInstance>> {
+  const unique = [...new Set(tokens)].filter((t) => t !== "");
+  const found = new Map<string, TokenInstance>();
+  // Never an empty Values list: AWS matches every instance that has the attribute.
+  if (unique.length === 0) return found;
+  const chunks: string[][] = [];
+  for (let i = 0; i < unique.length; i += MAX_IDS_PER_CALL) {
+    chunks.push(unique.slice(i, i + MAX_IDS_PER_CALL));
+  }
+  await forEachBounded(chunks, PARALLEL_CALLS, async (chunk) => {
+    const instances = await describeAll(deps, [{ Name: "client-token", Values: chunk }]);
+    for (const i of instances.values()) {
+      const state = i.State?.Name;
+      const token = i.ClientToken;
+      if (!i.InstanceId || !token || !chunk.includes(token)) continue;
+      if (state !== "pending" && state !== "running" && state !== "stopping" && state !== "stopped")
+        continue;
+      found.set(token, { instanceId: i.InstanceId, state, launchedAt: i.LaunchTime ?? null });
+    }
+  });
+  return found;
+}
+
+/** The batch of one: the live instance launched with `clientToken`, or null. */
 export async function findByClientToken(
   deps: Pick<Deps, "aws">,
   clientToken: string,
-): Promise<string | null> {
-  const found = await describeAll(deps, [{ Name: "client-token", Values: [clientToken] }]);
-  const live = [...found.values()].find((i) => i.State?.Name !== "terminated");
-  return live?.InstanceId ?? null;
+): Promise<TokenInstance | null> {
+  if (clientToken === "") return null;
+  return (await findByClientTokens(deps, [clientToken])).get(clientToken) ?? null;
 }
 
 async function describeAll(
@@ -212,20 +257,4 @@ async function describeAll(
     nextToken = page.NextToken || undefined;
   } while (nextToken !== undefined);
   return found;
-}
-
-/** Runs `work` over `items` with at most `limit` in flight. */
-export async function forEachBounded<T>(
-  items: readonly T[],
-  limit: number,
-  work: (item: T) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) {
-      const item = items[next++] as T;
-      await work(item);
-    }
-  });
-  await Promise.all(workers);
 }

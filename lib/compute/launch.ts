@@ -5,7 +5,13 @@ import {
   TerminateInstancesCommand,
 } from "@aws-sdk/client-ec2";
 import type { Deps } from "../deps.js";
-import { awsErrorCode, describeAwsError, isTransientAwsError } from "./errors.js";
+import {
+  type AwsProblem,
+  awsErrorCode,
+  describeAwsError,
+  isPermissionError,
+  isTransientAwsError,
+} from "./errors.js";
 
 export interface LaunchSpec {
   workspaceId: string;
@@ -16,10 +22,20 @@ export interface LaunchSpec {
 
 export type LaunchOutcome =
   | { kind: "launched"; instanceId: string }
-  /** Nothing is known: the sweep re-drives the launch with the same ClientToken. */
-  | { kind: "transient"; error: { code: string; message: string } }
+  /**
+   * Nothing is known: the sweep re-drives the launch with the same ClientToken. A refusal of
+   * the deployment's identity is here too (`error.misconfigured`): an operator's fix makes the
+   * same request succeed.
+   */
+  | { kind: "transient"; error: AwsProblem }
+  /**
+   * The ClientToken cannot be replayed: `IdempotentInstanceTerminated` (its instance is gone) or
+   * `IdempotentParameterMismatch` (it was used with other parameters — a setting changed since
+   * the first attempt). An instance launched with it may still live; the caller decides.
+   */
+  | { kind: "token-spent"; error: AwsProblem }
   /** EC2 refused the request itself; retrying the same request cannot help. */
-  | { kind: "rejected"; error: { code: string; message: string } };
+  | { kind: "rejected"; error: AwsProblem };
 
 /** `<workspace id>:<generation>` — 38+ characters, within EC2's 64. */
 export const clientTokenFor = (workspaceId: string, generation: number) =>
@@ -28,14 +44,13 @@ export const clientTokenFor = (workspaceId: string, generation: number) =>
 export const TAG_MANAGED = "wcp:managed";
 export const TAG_DEPLOYMENT = "wcp:deployment";
 export const TAG_WORKSPACE = "wcp:workspace-id";
+export const TAG_GENERATION = "wcp:generation";
 
 /**
  * Launches a workspace's instance. Idempotent by ClientToken (`<id>:<generation>`): re-driving a
  * launch whose answer was lost returns the same instance instead of a second one
  * (docs.aws.amazon.com/ec2/latest/devguide/ec2-api-idempotency.html). Tagged at launch, so no
  * instance ever exists untagged; IMDSv2 required.
- *
- * @throws for IdempotentParameterMismatch: the same token with different parameters is a bug.
  */
 export async function runInstance(
   deps: Pick<Deps, "aws" | "config">,
@@ -62,6 +77,7 @@ export async function runInstance(
     { Key: TAG_MANAGED, Value: "true" },
     { Key: TAG_DEPLOYMENT, Value: c.deploymentId },
     { Key: TAG_WORKSPACE, Value: spec.workspaceId },
+    { Key: TAG_GENERATION, Value: String(spec.generation) },
     { Key: "Name", Value: `ws-${spec.workspaceId.slice(0, 12)}` },
   ];
   try {
@@ -101,18 +117,17 @@ export async function runInstance(
     }
     return { kind: "launched", instanceId };
   } catch (err) {
-    if (awsErrorCode(err) === "IdempotentParameterMismatch") {
-      throw new Error("RunInstances: same ClientToken with different parameters", { cause: err });
+    const code = awsErrorCode(err);
+    if (code === "IdempotentParameterMismatch" || code === "IdempotentInstanceTerminated") {
+      return { kind: "token-spent", error: describeAwsError(err) };
     }
-    return isTransientAwsError(err)
+    return isTransientAwsError(err) || isPermissionError(err)
       ? { kind: "transient", error: describeAwsError(err) }
       : { kind: "rejected", error: describeAwsError(err) };
   }
 }
 
-export type TerminateOutcome =
-  | { kind: "terminated" }
-  | { kind: "transient"; error: { code: string; message: string } };
+export type TerminateOutcome = { kind: "terminated" } | { kind: "transient"; error: AwsProblem };
 
 /**
  * Terminates an instance; idempotent (terminating a terminated instance succeeds). An id EC2 no

@@ -28,6 +28,15 @@ export type WorkspaceStatus = (typeof WORKSPACE_STATUSES)[number];
 export const PLUGIN_STATES = ["installing", "installed", "failed", "uninstalling"] as const;
 export type PluginState = (typeof PLUGIN_STATES)[number];
 
+/** A plugin record's installed facts, as kept in `previous` while an operation runs. */
+export interface PluginSnapshot {
+  state: "installed" | "failed";
+  version: string;
+  source: string;
+  digest: string;
+  error: string | null;
+}
+
 export const workspaceStatus = pgEnum("workspace_status", WORKSPACE_STATUSES);
 export const pluginState = pgEnum("plugin_state", PLUGIN_STATES);
 
@@ -74,6 +83,9 @@ export const workspaceTokens = pgTable(
       .references(() => workspaces.id, { onDelete: "cascade" }),
     tokenHash: text("token_hash").notNull(),
     prefix: text("prefix").notNull(),
+    // An instance's token is good only for the generation it was launched with; null for a
+    // minted token (external agents, `POST /workspaces/:id/tokens`).
+    generation: integer("generation"),
     createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
     lastUsedAt: timestamp("last_used_at", { withTimezone: true }),
     revokedAt: timestamp("revoked_at", { withTimezone: true }),
@@ -97,6 +109,19 @@ export const workspacePlugins = pgTable(
     state: pluginState("state").notNull(),
     commandId: text("command_id"),
     error: text("error"),
+    // The claim of the operation in progress (`installing`/`uninstalling`), taken before anything
+    // is sent; every later write of that operation names it, so a stale one changes nothing.
+    opId: uuid("op_id"),
+    // The instance the operation's command was (or is to be) sent to.
+    instanceId: text("instance_id"),
+    // What re-sending the install program needs (after a lost SendCommand answer, or to re-apply
+    // the plugin to a restarted workspace's new instance): the staged archive and its skills.
+    archiveKey: text("archive_key"),
+    archiveSha256: text("archive_sha256"),
+    skills: jsonb("skills").$type<string[]>().notNull().default([]),
+    // The record as it was before the operation claimed it, restored when the operation ends
+    // without changing the instance's files (nothing sent, or the program rolled back).
+    previous: jsonb("previous").$type<PluginSnapshot | null>(),
     ...timestamps,
   },
   (t) => [

@@ -23,6 +23,7 @@ export type ErrorCode =
   | "PLUGIN_NOT_ALLOWED"
   | "PLUGIN_NOT_FOUND"
   | "PLUGIN_NOT_INSTALLED"
+  | "PLUGIN_BUSY"
   | "PLUGIN_NAME_MISMATCH"
   | "SOURCE_FETCH_FAILED"
   | "SOURCE_FETCH_TIMEOUT"
@@ -54,6 +55,7 @@ export function codeToStatus(code: ErrorCode): ContentfulStatusCode {
     case "WORKSPACE_REMOVED":
     case "WORKSPACE_STATE_CONFLICT":
     case "IDEMPOTENCY_KEY_REUSED":
+    case "PLUGIN_BUSY":
       return 409;
     case "PAYLOAD_TOO_LARGE":
     case "PLUGIN_TOO_LARGE":

@@ -37,7 +37,27 @@ export const INSTALL_EXIT = {
   oddEntry: 4,
   missingSkill: 5,
   skillConflict: 6,
+  locked: 7,
 } as const;
+
+// How long a program waits for another operation on the same plugin to let go of its lock:
+// longer than an uninstall may run, shorter than an install's executionTimeout leaves.
+const LOCK_WAIT_SECONDS = 120;
+
+/**
+ * Serialises operations on one plugin on the instance (`flock`, util-linux, on Amazon Linux and
+ * Debian alike): a program re-sent after a lost SendCommand answer, or a claim taken over after
+ * it expired, may overlap one still running; taking turns makes the overlap a repetition, never
+ * a mix. Lock files live outside `configs/` (the runtime reads that tree) and are never removed
+ * (removing a lock file races whoever opens it next).
+ */
+const lockPlugin = (exitCode: number) => sh`
+mkdir -p "$WORKSPACE_ROOT/.locks"
+exec 9>"$WORKSPACE_ROOT/.locks/plugin-$name"
+if ! flock -w ${LOCK_WAIT_SECONDS} 9; then
+  echo "another operation on plugin $name held its lock too long" >&2
+  exit ${exitCode}
+fi`;
 
 /**
  * Downloads, verifies and installs a plugin in one program.
@@ -79,9 +99,10 @@ finish() {
   rm -rf "$stage" "$backup" "$skstage" "$skbackup"
   exit "$rc"
 }
+mkdir -p "$plugins" "$skills"
+${lockPlugin(INSTALL_EXIT.locked)}
 trap finish EXIT
 trap 'exit 143' HUP INT TERM
-mkdir -p "$plugins" "$skills"
 mkdir "$stage" "$backup" "$skstage" "$skbackup"
 curl -fsS --retry 2 --connect-timeout 10 --max-time 240 -o "$stage/plugin.tar.gz" "$url"
 got=$(sha256sum "$stage/plugin.tar.gz" | cut -d ' ' -f 1)
@@ -141,6 +162,7 @@ plugins="$WORKSPACE_ROOT/configs/plugins"
 skills="$WORKSPACE_ROOT/configs/skills"
 trash="$plugins/.removing-$txn"
 mkdir -p "$plugins" "$skills"
+${lockPlugin(INSTALL_EXIT.locked)}
 mkdir "$trash"
 trap 'rm -rf "$trash"' EXIT
 for d in "$skills"/*; do

@@ -41,7 +41,9 @@ export async function commandTarget(deps: Deps, workspace: WorkspaceRow): Promis
 export type TargetSend =
   | { kind: "sent"; commandId: string }
   | { kind: "unreachable"; pingStatus: string }
-  | { kind: "send-failed"; error: { code: string; message: string } };
+  | { kind: "send-failed"; error: { code: string; message: string } }
+  /** The send's answer was lost: the program may be running. Reconciled, never resent blindly. */
+  | { kind: "send-unknown"; error: { code: string; message: string } };
 
 /** Sends a plugin program (install or uninstall) to the instance the running check chose. */
 export async function sendToTarget(
@@ -58,6 +60,8 @@ export async function sendToTarget(
       return { kind: "unreachable", pingStatus: sent.pingStatus };
     case "transient":
       return { kind: "send-failed", error: sent.error };
+    case "unknown":
+      return { kind: "send-unknown", error: sent.error };
     default: {
       const unreachable: never = sent;
       throw new Error(`unhandled send result ${JSON.stringify(unreachable)}`);

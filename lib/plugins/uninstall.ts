@@ -1,27 +1,36 @@
-import { randomBytes } from "node:crypto";
-import { type CommandResult, cancelCommand, waitForCommand } from "../compute/commands.js";
+import { randomUUID } from "node:crypto";
+import { type CommandResult, waitForCommand } from "../compute/commands.js";
 import type { Deps } from "../deps.js";
 import type { WorkspaceRow } from "../workspaces/model.js";
-import { finishInstall } from "./install.js";
 import {
-  deleteUninstalled,
+  driveOperation,
+  endFromResult,
+  operationComment,
+  operationTimeoutSeconds,
+} from "./operations.js";
+import {
+  claimUninstall,
+  endOperation,
   getWorkspacePlugin,
-  recordUninstallFailed,
-  recordUninstalling,
+  noteSendUnknown,
+  recordSent,
+  type WorkspacePluginRow,
 } from "./records.js";
 import { uninstallProgram } from "./scripts.js";
 import { type CommandTarget, commandFailureText, commandTarget, sendToTarget } from "./target.js";
 
-const UNINSTALL_COMMAND_TIMEOUT_SECONDS = 60;
 // Removing two directories takes well under a second; the wait stays far inside API Gateway's
-// 30 s so the answer is always the command's own.
+// 30 s, and a program still running after it is finished by the sweep (202).
 const UNINSTALL_WAIT_SECONDS = 20;
 
 export type UninstallOutcome =
   | { kind: "uninstalled" }
+  /** Still running after the wait, or sent with its answer lost; the sweep finishes it. */
+  | { kind: "uninstalling"; commandId: string | null }
   | { kind: "not-installed" }
-  /** An install of this plugin is still running; removing now would race it. */
-  | { kind: "busy"; commandId: string | null }
+  /** Another operation on this plugin holds the record. */
+  | { kind: "busy"; row: WorkspacePluginRow }
+  | { kind: "workspace-removed" }
   | Exclude<CommandTarget, { kind: "running" }>
   | { kind: "unreachable"; pingStatus: string }
   | { kind: "send-failed"; error: { code: string; message: string } }
@@ -29,59 +38,69 @@ export type UninstallOutcome =
 
 /**
  * Uninstalls a plugin — after the caller's name, workspace and external-runtime checks:
- * no record → `not-installed`; an install still running → `busy`; running check; one program
- * removes the plugin's skills and directory, exit code checked; the record is deleted.
- *
- * Synchronous: the program is short, so the request waits for it (at most 20 s, then it is
- * cancelled and reported failed). A failed uninstall leaves the row `failed` with the error —
- * the files may be partly gone — and calling uninstall again retries it.
+ * no record → `not-installed`; running check; **claim the record** (an operation in progress →
+ * `busy`); one program removes the plugin's skills and directory, exit code checked; the record is
+ * deleted. A failed uninstall leaves the row `failed` with the error — the files may be partly
+ * gone — and calling uninstall again retries it. Not sent → the record is as it was.
  */
 export async function uninstallPlugin(
   deps: Deps,
   input: { workspace: WorkspaceRow; name: string },
 ): Promise<UninstallOutcome> {
   const key = { workspaceId: input.workspace.id, name: input.name };
-  let row = await getWorkspacePlugin(deps.db, key);
-  if (!row) return { kind: "not-installed" };
-  if (row.state === "installing") {
-    if ((await finishInstall(deps, key)) === "pending") {
-      return { kind: "busy", commandId: row.commandId };
-    }
-    row = await getWorkspacePlugin(deps.db, key);
-    if (!row) return { kind: "not-installed" };
-  }
+  const existing = await getWorkspacePlugin(deps.db, key);
+  if (!existing) return { kind: "not-installed" };
   const target = await commandTarget(deps, input.workspace);
   if (target.kind !== "running") return target;
+
+  const opId = randomUUID();
+  const claim = { ...key, opId, instanceId: target.instanceId };
+  let claimed = await claimUninstall(deps.db, claim);
+  if (claimed?.kind === "busy") {
+    if ((await driveOperation(deps, claimed.row, { sendAllowed: false })) === "finished") {
+      claimed = await claimUninstall(deps.db, claim);
+    }
+  }
+  if (claimed === null) return { kind: "not-installed" };
+  if (claimed.kind === "busy") return { kind: "busy", row: claimed.row };
+  if (claimed.kind === "workspace-removed") return claimed;
 
   const sent = await sendToTarget(
     deps,
     target.instanceId,
-    uninstallProgram({ name: input.name, txn: randomBytes(8).toString("hex") }),
+    uninstallProgram({ name: input.name, txn: opId.replaceAll("-", "").slice(0, 16) }),
     {
-      timeoutSeconds: UNINSTALL_COMMAND_TIMEOUT_SECONDS,
-      comment: `wcp: uninstall plugin ${input.name}`,
+      timeoutSeconds: operationTimeoutSeconds("uninstall"),
+      comment: operationComment("uninstall", input.name),
     },
   );
-  if (sent.kind !== "sent") return sent;
-  const commandId = sent.commandId;
-  await recordUninstalling(deps.db, { ...key, commandId });
-  const deadline = Date.now() + UNINSTALL_WAIT_SECONDS * 1000;
-  const result = await waitForCommand(deps, commandId, target.instanceId, deadline);
-  if (result?.ok) {
-    await deleteUninstalled(deps.db, { ...key, commandId });
-    return { kind: "uninstalled" };
-  }
-  let message: string;
-  if (result === null) {
-    try {
-      await cancelCommand(deps, commandId, target.instanceId);
-    } catch {
-      // Best effort: executionTimeout stops it on the instance regardless.
+  const op = { ...key, opId };
+  switch (sent.kind) {
+    case "sent":
+      break;
+    case "send-unknown":
+      await noteSendUnknown(deps.db, {
+        ...op,
+        error: `the uninstall was sent but SSM's answer was lost (${sent.error.code}); the sweep confirms it`,
+      });
+      return { kind: "uninstalling", commandId: null };
+    case "unreachable":
+    case "send-failed":
+      await endOperation(deps.db, op, {
+        kind: "unchanged",
+        error: "uninstall: SSM did not take the command; nothing was sent",
+      });
+      return sent;
+    default: {
+      const unreachable: never = sent;
+      throw new Error(`unhandled send ${JSON.stringify(unreachable)}`);
     }
-    message = `The uninstall command did not finish within ${UNINSTALL_WAIT_SECONDS} s; cancelled.`;
-  } else {
-    message = commandFailureText(result);
   }
-  await recordUninstallFailed(deps.db, { ...key, commandId, error: `uninstall: ${message}` });
-  return { kind: "command-failed", message, result };
+  await recordSent(deps.db, { ...op, commandId: sent.commandId, instanceId: target.instanceId });
+  const deadline = Date.now() + UNINSTALL_WAIT_SECONDS * 1000;
+  const result = await waitForCommand(deps, sent.commandId, target.instanceId, deadline);
+  if (result === null) return { kind: "uninstalling", commandId: sent.commandId };
+  await endOperation(deps.db, op, endFromResult("uninstall", result));
+  if (result.ok) return { kind: "uninstalled" };
+  return { kind: "command-failed", message: commandFailureText(result), result };
 }

@@ -24,8 +24,9 @@ export async function sweepLiveness(ctx: PassContext): Promise<PassCounts> {
   const page = { ...ctx, batchSize: ctx.batchSize * PARALLEL_CALLS };
   for await (const rows of workspaceBatches(page, where)) {
     counts.checked += rows.length;
-    const { stopped, transient } = await checkBatch(ctx, rows);
+    const { stopped, transient, misconfigured } = await checkBatch(ctx, rows);
     counts.transient += transient;
+    counts.misconfigured += misconfigured;
     if (stopped.length === 0) continue;
     const changed = await transition(ctx.deps.db, {
       ids: stopped.map((r) => r.id),

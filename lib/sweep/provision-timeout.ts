@@ -5,8 +5,11 @@ import { hasTimeForBatch, type PassContext, type PassCounts, zeroCounts } from "
 
 /**
  * Provision timeout: `provisioning`/`awaiting_agent` for longer than `PROVISION_TIMEOUT_SECONDS`
- * since the last change → `failed`. The row lets go of its instance, which makes that instance an
- * orphan the orphan pass terminates: a workspace that never came up does not keep billing.
+ * since the last change → `failed`. An instance-backed row lets go of its instance *and* of its
+ * ClientToken (the generation moves on): the instance — recorded or only launched under the old
+ * token — becomes an orphan the orphan pass terminates, so a workspace that never came up does
+ * not keep billing, and the old instance's token (bound to its generation) no longer
+ * authenticates, so a late agent cannot bring a failed workspace online without an instance.
  */
 export async function sweepProvisionTimeout(ctx: PassContext): Promise<PassCounts> {
   const counts = zeroCounts();
@@ -20,7 +23,12 @@ export async function sweepProvisionTimeout(ctx: PassContext): Promise<PassCount
       limit: ctx.batchSize,
       reason: `not ready within ${seconds}s`,
       actor: "sweep:provision-timeout",
-      set: { instanceId: null, lastError: `provision timed out after ${seconds}s` },
+      set: {
+        instanceId: null,
+        launchedAt: null,
+        bumpGeneration: true,
+        lastError: `provision timed out after ${seconds}s`,
+      },
     });
     counts.checked += changed.length;
     counts.changed += changed.length;

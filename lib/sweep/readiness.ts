@@ -1,16 +1,20 @@
 import { and, eq, isNotNull, ne } from "drizzle-orm";
-import { pingStatus } from "../compute/commands.js";
-import { forEachBounded, PARALLEL_CALLS } from "../compute/instances.js";
+import { pingStatuses } from "../compute/commands.js";
+import type { AwsProblem } from "../compute/errors.js";
+import { PARALLEL_CALLS } from "../compute/instances.js";
 import { type WorkspaceRow, workspaces } from "../db/schema.js";
 import { transition } from "../workspaces/transition.js";
 import { sameInstance, workspaceBatches } from "./batches.js";
-import { checkBatch } from "./check-batch.js";
-import { type PassContext, type PassCounts, zeroCounts } from "./types.js";
+import { checkBatch, recordRefusal } from "./check-batch.js";
+import { noteRefusal, type PassContext, type PassCounts, zeroCounts } from "./types.js";
 
 /**
  * Readiness: a `provisioning` workspace whose instance is `running` and whose SSM agent is
  * `Online` goes `online` — commands can reach it from now on. An instance that is definitely
  * `stopped` while provisioning goes `failed`. Anything uncertain waits for the next run.
+ *
+ * Per page of rows: ⌈N/200⌉ DescribeInstances calls and ⌈running/100⌉ DescribeInstanceInformation
+ * filters (each paged by 50) — batches, never one call per row.
  */
 export async function sweepReadiness(ctx: PassContext): Promise<PassCounts> {
   const counts = zeroCounts();
@@ -23,14 +27,30 @@ export async function sweepReadiness(ctx: PassContext): Promise<PassCounts> {
   const page = { ...ctx, batchSize: ctx.batchSize * PARALLEL_CALLS };
   for await (const rows of workspaceBatches(page, where)) {
     counts.checked += rows.length;
-    const { running, stopped: dead, transient } = await checkBatch(ctx, rows);
-    counts.transient += transient;
+    const checked = await checkBatch(ctx, rows);
+    counts.transient += checked.transient;
+    counts.misconfigured += checked.misconfigured;
+    const pings = await pingStatuses(
+      ctx.deps,
+      checked.running.map((r) => r.instanceId ?? ""),
+    );
     const ready: WorkspaceRow[] = [];
-    await forEachBounded(running, 4, async (row) => {
-      const ping = await pingStatus(ctx.deps, row.instanceId ?? "");
-      if (ping.kind === "known" && ping.status === "Online") ready.push(row);
-      else if (ping.kind === "transient") counts.transient++;
-    });
+    const refused: WorkspaceRow[] = [];
+    let refusal: AwsProblem | null = null;
+    for (const row of checked.running) {
+      const ping = pings.get(row.instanceId ?? "");
+      if (ping?.kind === "known") {
+        if (ping.status === "Online") ready.push(row);
+        continue;
+      }
+      counts.transient++;
+      if (ping && noteRefusal(ctx, "ssm:DescribeInstanceInformation", ping.error)) {
+        refused.push(row);
+        refusal = ping.error;
+      }
+    }
+    counts.misconfigured += refused.length;
+    if (refusal) await recordRefusal(ctx, refused, "ssm:DescribeInstanceInformation", refusal);
     if (ready.length > 0) {
       const changed = await transition(ctx.deps.db, {
         ids: ready.map((r) => r.id),
@@ -39,15 +59,16 @@ export async function sweepReadiness(ctx: PassContext): Promise<PassCounts> {
         where: sameInstance(ready),
         reason: "instance running and agent online",
         actor: "sweep:readiness",
+        set: { lastError: null },
       });
       counts.changed += changed.length;
     }
-    if (dead.length > 0) {
+    if (checked.stopped.length > 0) {
       const changed = await transition(ctx.deps.db, {
-        ids: dead.map((r) => r.id),
+        ids: checked.stopped.map((r) => r.id),
         from: ["provisioning"],
         to: "failed",
-        where: sameInstance(dead),
+        where: sameInstance(checked.stopped),
         reason: "instance stopped while provisioning",
         actor: "sweep:readiness",
         set: { lastError: "instance stopped while provisioning" },

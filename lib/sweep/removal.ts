@@ -1,5 +1,5 @@
 import { eq } from "drizzle-orm";
-import { forEachBounded } from "../compute/instances.js";
+import { forEachBounded } from "../bounded.js";
 import { workspaces } from "../db/schema.js";
 import { finishRemoval } from "../workspaces/remove.js";
 import { workspaceBatches } from "./batches.js";

@@ -1,10 +1,10 @@
 import { randomUUID } from "node:crypto";
 import type { Deps } from "../deps.js";
-import { sweepInstalls } from "./installs.js";
 import { sweepLaunch } from "./launch.js";
 import { acquireLease, releaseLease } from "./lease.js";
 import { sweepLiveness } from "./liveness.js";
 import { sweepOrphans } from "./orphans.js";
+import { sweepPlugins } from "./plugins.js";
 import { sweepProvisionTimeout } from "./provision-timeout.js";
 import { sweepReadiness } from "./readiness.js";
 import { sweepRemoval } from "./removal.js";
@@ -13,6 +13,7 @@ import {
   hasTimeForBatch,
   type PassContext,
   type PassCounts,
+  type Refusals,
   type SweepBudget,
   zeroCounts,
 } from "./types.js";
@@ -24,7 +25,7 @@ export const PASSES = {
   external: sweepExternalStaleness,
   "provision-timeout": sweepProvisionTimeout,
   removal: sweepRemoval,
-  installs: sweepInstalls,
+  plugins: sweepPlugins,
   orphans: sweepOrphans,
 } as const satisfies Record<string, (ctx: PassContext) => Promise<PassCounts>>;
 
@@ -40,6 +41,10 @@ export interface SweepSummary {
   passes: Record<PassName, PassReport>;
   /** More than half of the liveness checks were transient: AWS is unwell, statuses are stale. */
   degraded: boolean;
+  /** Rows AWS could not be asked about because it refused this deployment's identity. */
+  misconfigured: number;
+  /** The AWS actions refused this run (`ec2:DescribeInstances`, …); an operator must act. */
+  refusedActions: string[];
   durationMs: number;
 }
 
@@ -68,10 +73,12 @@ export const DEFAULT_BATCH_SIZE = 200;
 export async function runSweep(deps: Deps, opts: SweepOptions): Promise<SweepSummary> {
   const started = performance.now();
   const runId = opts.runId ?? randomUUID();
+  const refused: Refusals = new Map();
   const ctx: PassContext = {
     deps,
     budget: opts.budget,
     batchSize: opts.batchSize ?? DEFAULT_BATCH_SIZE,
+    refused,
   };
   const names = opts.passes ?? (Object.keys(PASSES) as PassName[]);
   const passes = Object.fromEntries(
@@ -101,8 +108,18 @@ export async function runSweep(deps: Deps, opts: SweepOptions): Promise<SweepSum
     runId,
     passes,
     degraded: live.checked > 0 && live.transient * 2 > live.checked,
+    misconfigured: Object.values(passes).reduce((n, p) => n + p.misconfigured, 0),
+    refusedActions: [...refused.keys()].sort(),
     durationMs: Math.round(performance.now() - started),
   };
+  if (refused.size > 0) {
+    // One line per run, whatever the number of rows: what to grant, and what AWS said.
+    deps.log.error("AWS refused this deployment's calls; statuses cannot be confirmed", {
+      runId,
+      hint: "grant these IAM actions to the sweep's role, or fix its credentials",
+      refused: [...refused].map(([action, e]) => ({ action, code: e.code, message: e.message })),
+    });
+  }
   deps.log.info("sweep", { ...summary });
   opts.metrics?.record(summary);
   return summary;

@@ -1,14 +1,26 @@
+import type { AwsProblem } from "../compute/errors.js";
 import type { Deps } from "../deps.js";
 
-/** What one pass did. `transient`: rows left untouched because AWS could not say. */
+/**
+ * What one pass did. `transient`: rows left untouched because AWS could not say.
+ * `misconfigured`: of those, rows AWS could not say about because it refused this deployment's
+ * identity (a missing IAM permission, bad credentials) — an operator must act.
+ */
 export interface PassCounts {
   checked: number;
   changed: number;
   transient: number;
   errors: number;
+  misconfigured: number;
 }
 
-export const zeroCounts = (): PassCounts => ({ checked: 0, changed: 0, transient: 0, errors: 0 });
+export const zeroCounts = (): PassCounts => ({
+  checked: 0,
+  changed: 0,
+  transient: 0,
+  errors: 0,
+  misconfigured: 0,
+});
 
 /** The run's budget: passes stop taking new batches when too little time is left. */
 export interface SweepBudget {
@@ -16,11 +28,23 @@ export interface SweepBudget {
   remainingMs(): number;
 }
 
+/** AWS actions that refused this deployment's identity during a run, with the first error each. */
+export type Refusals = Map<string, AwsProblem>;
+
 export interface PassContext {
   deps: Deps;
   budget: SweepBudget;
   /** Rows (or instances) per batch: one query and at most one DescribeInstances call each. */
   batchSize: number;
+  /** Where passes note refused AWS actions; the run logs them once, as one ERROR line. */
+  refused: Refusals;
+}
+
+/** Notes that `action` was refused; returns whether the problem was a refusal at all. */
+export function noteRefusal(ctx: PassContext, action: string, error: AwsProblem): boolean {
+  if (!error.misconfigured) return false;
+  if (!ctx.refused.has(action)) ctx.refused.set(action, error);
+  return true;
 }
 
 /** Time a batch needs at most; below this a pass takes no new batch and the next run continues. */

@@ -60,8 +60,8 @@ export async function createWorkspace(
       select id, null, status, 'created', 'api' from w
     ),
     tok as (
-      insert into workspace_tokens (workspace_id, token_hash, prefix)
-      select id, ${token.hash}, ${token.prefix} from w
+      insert into workspace_tokens (workspace_id, token_hash, prefix, generation)
+      select id, ${token.hash}, ${token.prefix}, ${external ? null : generation}::int from w
     )
     select * from w`);
   const created = rowsOf(result)[0];

@@ -1,17 +1,19 @@
 import { eq, sql } from "drizzle-orm";
-import { type LaunchOutcome, runInstance } from "../compute/launch.js";
+import { type AwsProblem, describeAwsError } from "../compute/errors.js";
+import { findByClientToken, type TokenInstance } from "../compute/instances.js";
+import { clientTokenFor, type LaunchOutcome, runInstance } from "../compute/launch.js";
 import { buildUserData, UserDataTooLargeError } from "../compute/user-data.js";
 import { workspaces } from "../db/schema.js";
 import type { Deps } from "../deps.js";
 import type { Actor, WorkspaceRow } from "./model.js";
-import { instanceToken } from "./tokens.js";
-import { transition } from "./transition.js";
+import { instanceToken, replaceTokens } from "./tokens.js";
+import { rowsOf, transition } from "./transition.js";
 
 export type LaunchResult =
   | { kind: "launched"; row: WorkspaceRow }
-  | { kind: "pending"; row: WorkspaceRow; error: { code: string; message: string } }
-  | { kind: "failed"; row: WorkspaceRow; error: { code: string; message: string } }
-  /** Another writer moved the row on (removed, relaunched) while we launched. */
+  | { kind: "pending"; row: WorkspaceRow; error: AwsProblem }
+  | { kind: "failed"; row: WorkspaceRow; error: AwsProblem }
+  /** Another writer moved the row on (removed, relaunched, adopted) while we launched. */
   | { kind: "superseded"; row: WorkspaceRow };
 
 /**
@@ -19,66 +21,43 @@ export type LaunchResult =
  * Safe to repeat (the API at create/restart, the sweep's launch pass on a lost answer): the
  * ClientToken and user-data depend only on the row, so EC2 hands back the same instance.
  *
- * - launched  → the row names the instance (status stays `provisioning`; readiness brings it online);
- * - transient → the row stays without an instance and records the error; the sweep re-drives it;
- * - rejected  → `failed` with `lastError` (a bad AMI, a bad profile: retrying cannot help).
+ * - launched    → the row names the instance (status stays `provisioning`; readiness brings it
+ *                 online);
+ * - transient   → the row stays without an instance and records the error; the sweep re-drives
+ *                 it (a refused permission too: an operator's fix makes the same call succeed);
+ * - token spent → (`IdempotentInstanceTerminated`, `IdempotentParameterMismatch`) an instance
+ *                 that this token launched and that still lives is adopted; otherwise the row
+ *                 moves to a new generation (a new ClientToken) and launches again, with an event
+ *                 saying why;
+ * - rejected    → `failed` with `lastError` (a bad AMI, a bad profile: retrying cannot help).
+ *
+ * Every write is conditional on the row still being `provisioning` at the same generation with
+ * no instance, so a stale attempt (a restart moved the row on meanwhile) never touches it.
  */
 export async function launchWorkspace(
   deps: Deps,
   row: WorkspaceRow,
   actor: Actor,
 ): Promise<LaunchResult> {
-  const image = deps.config.runtimeImages[row.runtime];
-  let outcome: LaunchOutcome;
-  if (image === undefined) {
-    outcome = {
-      kind: "rejected",
-      error: { code: "UnknownRuntime", message: `runtime ${row.runtime} has no image configured` },
-    };
-  } else {
-    try {
-      const token = instanceToken(deps.config.adminToken ?? "", row.id, row.generation);
-      const userData = buildUserData({
-        workspaceId: row.id,
-        platformUrl: deps.config.platformUrl ?? "",
-        token: token.token,
-        image,
-        env: row.env,
-      });
-      outcome = await runInstance(deps, {
-        workspaceId: row.id,
-        generation: row.generation,
-        tier: row.tier,
-        userData,
-      });
-    } catch (err) {
-      if (!(err instanceof UserDataTooLargeError)) throw err;
-      outcome = { kind: "rejected", error: { code: "UserDataTooLarge", message: err.message } };
-    }
-  }
-
+  const outcome = await attemptLaunch(deps, row);
   switch (outcome.kind) {
-    case "launched": {
-      const [changed] = await transition(deps.db, {
-        ids: [row.id],
-        from: ["provisioning"],
-        to: "provisioning",
-        instanceId: null,
-        where: sql`w.generation = ${row.generation}`,
-        reason: `instance ${outcome.instanceId} launched`,
+    case "launched":
+      return recordInstance(
+        deps,
+        row,
+        { instanceId: outcome.instanceId, launchedAt: null },
         actor,
-        set: { instanceId: outcome.instanceId, launchedAt: "now", lastError: null },
-      });
-      if (changed) return { kind: "launched", row: changed.row };
-      return { kind: "superseded", row: await reload(deps, row) };
-    }
+        {
+          reason: `instance ${outcome.instanceId} launched`,
+        },
+      );
+    case "token-spent":
+      return afterSpentToken(deps, row, outcome.error, actor);
     case "transient": {
-      const [updated] = await deps.db
-        .update(workspaces)
-        .set({ lastError: `launch pending: ${outcome.error.code}: ${outcome.error.message}` })
-        .where(eq(workspaces.id, row.id))
-        .returning();
-      return { kind: "pending", row: updated ?? row, error: outcome.error };
+      const updated = await recordPending(deps, row, outcome.error);
+      return updated
+        ? { kind: "pending", row: updated, error: outcome.error }
+        : { kind: "superseded", row: await reload(deps, row) };
     }
     case "rejected": {
       const [changed] = await transition(deps.db, {
@@ -86,21 +65,184 @@ export async function launchWorkspace(
         from: ["provisioning"],
         to: "failed",
         instanceId: null,
+        where: sql`w.generation = ${row.generation}`,
         reason: `launch rejected: ${outcome.error.code}`,
         actor,
         set: { lastError: `${outcome.error.code}: ${outcome.error.message}` },
       });
-      return {
-        kind: "failed",
-        row: changed?.row ?? (await reload(deps, row)),
-        error: outcome.error,
-      };
+      if (!changed) return { kind: "superseded", row: await reload(deps, row) };
+      return { kind: "failed", row: changed.row, error: outcome.error };
     }
     default: {
       const unreachable: never = outcome;
       throw new Error(`unhandled launch outcome ${JSON.stringify(unreachable)}`);
     }
   }
+}
+
+async function attemptLaunch(deps: Deps, row: WorkspaceRow): Promise<LaunchOutcome> {
+  const image = deps.config.runtimeImages[row.runtime];
+  if (image === undefined) {
+    return {
+      kind: "rejected",
+      error: { code: "UnknownRuntime", message: `runtime ${row.runtime} has no image configured` },
+    };
+  }
+  try {
+    const token = instanceToken(deps.config.adminToken ?? "", row.id, row.generation);
+    const userData = buildUserData({
+      workspaceId: row.id,
+      platformUrl: deps.config.platformUrl ?? "",
+      token: token.token,
+      image,
+      env: row.env,
+    });
+    return await runInstance(deps, {
+      workspaceId: row.id,
+      generation: row.generation,
+      tier: row.tier,
+      userData,
+    });
+  } catch (err) {
+    if (!(err instanceof UserDataTooLargeError)) throw err;
+    return { kind: "rejected", error: { code: "UserDataTooLarge", message: err.message } };
+  }
+}
+
+/**
+ * EC2 will not replay the row's ClientToken. If an instance launched with it lives (the first
+ * answer was lost, and a setting has changed since), it is the workspace's: adopt it. If none
+ * does, the token is spent for good — move to the next generation and launch under a new one.
+ */
+async function afterSpentToken(
+  deps: Deps,
+  row: WorkspaceRow,
+  error: AwsProblem,
+  actor: Actor,
+): Promise<LaunchResult> {
+  const token = clientTokenFor(row.id, row.generation);
+  let found: TokenInstance | null;
+  try {
+    found = await findByClientToken(deps, token);
+  } catch (err) {
+    const lookup = describeAwsError(err);
+    const updated = await recordPending(deps, row, lookup);
+    return updated
+      ? { kind: "pending", row: updated, error: lookup }
+      : { kind: "superseded", row: await reload(deps, row) };
+  }
+  if (found) {
+    return recordInstance(deps, row, found, actor, {
+      reason: `instance ${found.instanceId} adopted by its ClientToken (${error.code} on re-launch)`,
+    });
+  }
+  const next = await nextGeneration(
+    deps,
+    row,
+    actor,
+    `ClientToken ${token} cannot be reused (${error.code}); relaunching as generation ${row.generation + 1}`,
+  );
+  if (!next) return { kind: "superseded", row: await reload(deps, row) };
+  const relaunched = await attemptLaunch(deps, next);
+  switch (relaunched.kind) {
+    case "launched":
+      return recordInstance(
+        deps,
+        next,
+        { instanceId: relaunched.instanceId, launchedAt: null },
+        actor,
+        { reason: `instance ${relaunched.instanceId} launched` },
+      );
+    case "rejected":
+    case "transient":
+    case "token-spent": {
+      // A fresh token cannot be spent already; whatever happened, the sweep re-drives it.
+      const updated = await recordPending(deps, next, relaunched.error);
+      return updated
+        ? { kind: "pending", row: updated, error: relaunched.error }
+        : { kind: "superseded", row: await reload(deps, next) };
+    }
+    default: {
+      const unreachable: never = relaunched;
+      throw new Error(`unhandled launch outcome ${JSON.stringify(unreachable)}`);
+    }
+  }
+}
+
+/**
+ * Records `instance` as the workspace's, if the row is still `provisioning` at the generation
+ * the instance was launched for and names no instance yet. `launchedAt` null means now.
+ */
+export async function recordInstance(
+  deps: Deps,
+  row: WorkspaceRow,
+  instance: Pick<TokenInstance, "instanceId" | "launchedAt">,
+  actor: Actor,
+  opts: { reason: string },
+): Promise<LaunchResult> {
+  const [changed] = await transition(deps.db, {
+    ids: [row.id],
+    from: ["provisioning"],
+    to: "provisioning",
+    instanceId: null,
+    where: sql`w.generation = ${row.generation}`,
+    reason: opts.reason,
+    actor,
+    set: {
+      instanceId: instance.instanceId,
+      launchedAt: instance.launchedAt ?? "now",
+      lastError: null,
+    },
+  });
+  if (changed) return { kind: "launched", row: changed.row };
+  return { kind: "superseded", row: await reload(deps, row) };
+}
+
+/** Notes why the launch is still pending, on the same conditions as every launch write. */
+async function recordPending(
+  deps: Deps,
+  row: WorkspaceRow,
+  error: AwsProblem,
+): Promise<WorkspaceRow | null> {
+  const result = await deps.db.execute(sql`
+    update workspaces set last_error = ${`launch pending: ${error.code}: ${error.message}`}
+    where id = ${row.id} and status = 'provisioning' and generation = ${row.generation}
+      and instance_id is null
+    returning id`);
+  if (rowsOf(result).length === 0) return null;
+  return reload(deps, row);
+}
+
+/**
+ * Moves a `provisioning` row without an instance to the next generation (a new ClientToken),
+ * with an event saying why, and stores the token the next instance will be launched with.
+ * Null when the row moved on meanwhile.
+ */
+export async function nextGeneration(
+  deps: Deps,
+  row: WorkspaceRow,
+  actor: Actor,
+  reason: string,
+): Promise<WorkspaceRow | null> {
+  const [changed] = await transition(deps.db, {
+    ids: [row.id],
+    from: ["provisioning"],
+    to: "provisioning",
+    instanceId: null,
+    where: sql`w.generation = ${row.generation}`,
+    reason,
+    actor,
+    set: { bumpGeneration: true, launchedAt: null, lastError: reason },
+  });
+  if (!changed) return null;
+  const next = changed.row;
+  await replaceTokens(
+    deps.db,
+    next.id,
+    instanceToken(deps.config.adminToken ?? "", next.id, next.generation),
+    next.generation,
+  );
+  return next;
 }
 
 async function reload(deps: Deps, row: WorkspaceRow): Promise<WorkspaceRow> {

@@ -1,6 +1,11 @@
 import { sql } from "drizzle-orm";
+import { findByClientToken, type TokenInstance } from "../compute/instances.js";
+import { clientTokenFor } from "../compute/launch.js";
 import type { WorkspaceStatus } from "../db/schema.js";
 import type { Deps } from "../deps.js";
+import { recordInstance } from "./launch.js";
+import { isExternal } from "./model.js";
+import { getWorkspace } from "./queries.js";
 import { rowsOf, transition } from "./transition.js";
 
 /** Statuses an agent's registration brings online. */
@@ -17,10 +22,34 @@ export type AgentResult = { kind: "ok"; status: WorkspaceStatus } | { kind: "not
 
 /**
  * `POST /registry/register`: the agent announces itself → `online` with a heartbeat. Already
- * online: only the heartbeat moves. Removing/removed workspaces stay as they are (their tokens are
- * revoked, so this is reached only in a race) and the current status is answered.
+ * online: only the heartbeat moves. Removing/removed workspaces stay as they are (their tokens
+ * no longer authenticate, so this is reached only in a race) and the current status is answered.
+ *
+ * An instance-backed workspace goes online only with its instance recorded. When the launch's
+ * answer was lost the row names none yet, though the agent calling is running on it: the
+ * instance is looked up by the workspace's current ClientToken and adopted. If EC2 does not list
+ * it yet (eventual consistency) or cannot answer, the beat is recorded and the status stays —
+ * the sweep's launch pass adopts the instance and readiness brings the workspace online.
  */
 export async function registerAgent(deps: Deps, workspaceId: string): Promise<AgentResult> {
+  const row = await getWorkspace(deps.db, workspaceId);
+  if (!row) return { kind: "not_found" };
+  if (!isExternal(row) && row.instanceId === null && row.status === "provisioning") {
+    let found: TokenInstance | null = null;
+    try {
+      found = await findByClientToken(deps, clientTokenFor(row.id, row.generation));
+    } catch (err) {
+      deps.log.warn("registration: instance lookup by ClientToken failed", {
+        workspaceId,
+        error: err instanceof Error ? err.name : String(err),
+      });
+    }
+    if (found) {
+      await recordInstance(deps, row, found, "agent", {
+        reason: `instance ${found.instanceId} adopted by its ClientToken (its agent registered)`,
+      });
+    }
+  }
   const [changed] = await transition(deps.db, {
     ids: [workspaceId],
     from: REGISTERABLE,
@@ -35,25 +64,28 @@ export async function registerAgent(deps: Deps, workspaceId: string): Promise<Ag
 
 /**
  * `POST /registry/heartbeat`: records the beat on the database clock; an `offline` workspace comes
- * back `online` (with its event). One statement either way.
+ * back `online` (with its event) — an instance-backed one only while it names its instance. One
+ * statement either way.
  */
 export async function heartbeat(deps: Deps, workspaceId: string): Promise<AgentResult> {
   const result = await deps.db.execute(sql`
     with prev as (
-      select id, status as prev_status from workspaces where id = ${workspaceId} for update
+      select id, status as prev_status,
+        status = 'offline' and (runtime = 'external' or instance_id is not null) as revive
+      from workspaces where id = ${workspaceId} for update
     ),
     upd as (
       update workspaces w set
         last_heartbeat_at = now(),
-        status = case when prev.prev_status = 'offline' then 'online'::workspace_status else w.status end,
-        updated_at = case when prev.prev_status = 'offline' then now() else w.updated_at end
+        status = case when prev.revive then 'online'::workspace_status else w.status end,
+        updated_at = case when prev.revive then now() else w.updated_at end
       from prev where w.id = prev.id and prev.prev_status not in ('removing', 'removed')
-      returning w.id, w.status, prev.prev_status
+      returning w.id, w.status, prev.prev_status, prev.revive
     ),
     ev as (
       insert into workspace_events (workspace_id, "from", "to", reason, actor)
       select id, prev_status, status, 'heartbeat resumed', 'agent' from upd
-      where prev_status = 'offline'
+      where revive
     )
     select (select status from upd) as status, (select prev_status from prev) as prev_status`);
   const row = rowsOf(result)[0];

@@ -1,6 +1,7 @@
 import { terminateInstance } from "../compute/launch.js";
 import type { WorkspaceStatus } from "../db/schema.js";
 import type { Deps } from "../deps.js";
+import { reapplyPlugins } from "../plugins/records.js";
 import { type LaunchResult, launchWorkspace } from "./launch.js";
 import type { WorkspaceRow } from "./model.js";
 import { instanceToken, replaceTokens } from "./tokens.js";
@@ -33,11 +34,15 @@ export async function restartWorkspace(deps: Deps, row: WorkspaceRow): Promise<R
   });
   if (!changed) return { kind: "conflict", row };
   const next = changed.row;
+  // The new instance starts empty: its plugins are to be installed again (the sweep sends them
+  // once it is online), and the old instance's commands no longer say anything about them.
+  await reapplyPlugins(deps.db, next.id);
   // The new instance gets a new token; the old instance's token dies with it.
   await replaceTokens(
     deps.db,
     next.id,
     instanceToken(deps.config.adminToken ?? "", next.id, next.generation),
+    next.generation,
   );
   if (row.instanceId) {
     const terminated = await terminateInstance(deps, row.instanceId, row.launchedAt);

@@ -46,6 +46,10 @@ export function isAdminToken(presented: string, adminToken: string): boolean {
 /**
  * Resolves a presented workspace token to its workspace, marking it used. One round trip: the
  * lookup is by the token's sha256 (a unique index), so there is nothing to time.
+ *
+ * The token must be live, its workspace neither `removing` nor `removed` (whatever raced the
+ * revocation, a removed workspace's token never works), and an instance's token must belong to
+ * the workspace's current generation (an agent on a replaced instance cannot speak for it).
  */
 export async function authenticateWorkspaceToken(
   db: Db,
@@ -54,9 +58,12 @@ export async function authenticateWorkspaceToken(
   // Tokens are 43 base64url characters; anything else cannot match and costs no query.
   if (!/^[A-Za-z0-9_-]{43}$/.test(presented)) return null;
   const result = await db.execute(sql`
-    update workspace_tokens set last_used_at = now()
-    where token_hash = ${hashToken(presented)} and revoked_at is null
-    returning workspace_id, prefix`);
+    update workspace_tokens t set last_used_at = now()
+    from workspaces w
+    where t.token_hash = ${hashToken(presented)} and t.revoked_at is null
+      and w.id = t.workspace_id and w.status not in ('removing', 'removed')
+      and (t.generation is null or t.generation = w.generation)
+    returning t.workspace_id, t.prefix`);
   const row = rowsOf(result)[0];
   return row ? { workspaceId: String(row.workspace_id), prefix: String(row.prefix) } : null;
 }
@@ -72,13 +79,15 @@ export async function revokeTokens(db: Db, workspaceId: string): Promise<number>
 }
 
 /**
- * Revokes the others and stores `token`, atomically. Storing a token that exists already (an
- * instance's derived token, re-stored on a re-driven launch) revives it rather than failing.
+ * Revokes the others and stores `token` (bound to `generation` when it is an instance's),
+ * atomically. Storing a token that exists already (an instance's derived token, re-stored on a
+ * re-driven launch) revives it rather than failing.
  */
 export async function replaceTokens(
   db: Db,
   workspaceId: string,
   token: MintedToken,
+  generation: number | null = null,
 ): Promise<void> {
   await db.execute(sql`
     with revoked as (
@@ -86,7 +95,7 @@ export async function replaceTokens(
       where workspace_id = ${workspaceId} and revoked_at is null
         and token_hash <> ${token.hash}
     )
-    insert into workspace_tokens (workspace_id, token_hash, prefix)
-    values (${workspaceId}, ${token.hash}, ${token.prefix})
+    insert into workspace_tokens (workspace_id, token_hash, prefix, generation)
+    values (${workspaceId}, ${token.hash}, ${token.prefix}, ${generation})
     on conflict (token_hash) do update set revoked_at = null`);
 }

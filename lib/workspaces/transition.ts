@@ -29,6 +29,9 @@ export interface TransitionInput {
   limit?: number;
 }
 
+/** The condition every move to `online` carries (also in the heartbeat's own statement). */
+export const ONLINE_NEEDS_INSTANCE = sql`(w.runtime = 'external' or w.instance_id is not null)`;
+
 export interface Transitioned {
   row: WorkspaceRow;
   from: WorkspaceStatus;
@@ -50,13 +53,21 @@ export async function transition(db: Db, input: TransitionInput): Promise<Transi
   else if (s.launchedAt !== undefined) sets.push(sql`launched_at = ${s.launchedAt}`);
   if (s.lastHeartbeatAt === "now") sets.push(sql`last_heartbeat_at = now()`);
   if (s.lastError !== undefined) sets.push(sql`last_error = ${s.lastError}`);
-  if (s.bumpGeneration) sets.push(sql`generation = w.generation + 1`);
+  // External workspaces launch nothing: their generation never moves.
+  if (s.bumpGeneration) {
+    sets.push(
+      sql`generation = w.generation + (case when w.runtime = 'external' then 0 else 1 end)`,
+    );
+  }
 
   const conds: SQL[] = [sql`w.status::text in ${input.from as string[]}`];
   if (input.ids !== "matching") conds.push(sql`w.id in ${input.ids}`);
   if (input.instanceId === null) conds.push(sql`w.instance_id is null`);
   else if (input.instanceId !== undefined) conds.push(sql`w.instance_id = ${input.instanceId}`);
   if (input.where) conds.push(input.where);
+  // An instance-backed workspace is never online without its instance: whatever brings it
+  // online (readiness, an agent's registration, a heartbeat) must have recorded the instance.
+  if (input.to === "online") conds.push(ONLINE_NEEDS_INSTANCE);
 
   // `prev` locks the matching rows and remembers their old status for the event.
   const result = await db.execute(sql`

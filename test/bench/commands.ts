@@ -1,5 +1,5 @@
 import { RunInstancesCommand } from "@aws-sdk/client-ec2";
-import { pingStatus, runCommand } from "../../lib/compute/commands.js";
+import { pingStatuses, runCommand } from "../../lib/compute/commands.js";
 import { program, sh } from "../../lib/compute/script.js";
 import { createWorld, median, round } from "./support.js";
 
@@ -25,8 +25,8 @@ export async function benchCommands(runs = 10, commandMs = 1000): Promise<Comman
     );
     const instanceId = out.Instances?.[0]?.InstanceId ?? "";
     for (let i = 0; i < 100; i++) {
-      const ping = await pingStatus(world.deps, instanceId);
-      if (ping.kind === "known" && ping.status === "Online") break;
+      const ping = (await pingStatuses(world.deps, [instanceId])).get(instanceId);
+      if (ping?.kind === "known" && ping.status === "Online") break;
       await new Promise((r) => setTimeout(r, 50));
     }
     const seconds = (commandMs / 1000).toFixed(3);

@@ -7,7 +7,7 @@ import { preparePluginDownload } from "../../plugins/download.js";
 import { downloadHint, isExternalRuntime } from "../../plugins/guard.js";
 import { installPlugin } from "../../plugins/install.js";
 import { isValidPluginName, pluginNameProblem } from "../../plugins/names.js";
-import { listWorkspacePlugins } from "../../plugins/records.js";
+import { listWorkspacePlugins, type WorkspacePluginRow } from "../../plugins/records.js";
 import { listRegistry } from "../../plugins/registry.js";
 import {
   defaultSourceRegistry,
@@ -178,6 +178,18 @@ function uploadError(
   );
 }
 
+/** 409 PLUGIN_BUSY, naming the operation that holds the record. */
+function pluginBusy(row: WorkspacePluginRow): ApiError {
+  const op = row.state === "uninstalling" ? "uninstall" : "install";
+  const command =
+    row.commandId === null ? "its command is not confirmed yet" : `command ${row.commandId}`;
+  return new ApiError(
+    "PLUGIN_BUSY",
+    `An ${op} of "${row.name}" ${row.version} is in progress (${command}, since ${row.updatedAt.toISOString()}).`,
+    { hint: "GET /workspaces/{id}/plugins shows when it finishes; then try again." },
+  );
+}
+
 function notAllowed(name: string): ApiError {
   return new ApiError("PLUGIN_NOT_ALLOWED", `Plugin "${name}" is not on the allowlist.`, {
     hint: "GET /plugins/allowlist shows it; PUT /plugins/allowlist changes it.",
@@ -334,7 +346,13 @@ export function pluginRoutes(sources: SourceRegistry = defaultSourceRegistry()) 
           "Installed.",
         ),
         202: json(
-          z.object({ status: z.literal("installing"), plugin: z.string(), commandId: z.string() }),
+          z.object({
+            status: z.literal("installing"),
+            plugin: z.string(),
+            commandId: z.string().nullable().openapi({
+              description: "Null when SSM's answer to the send was lost: the sweep confirms it.",
+            }),
+          }),
           "Still installing; GET /workspaces/{id}/plugins shows the outcome.",
         ),
         ...errorResponses(400, 401, 403, 404, 409, 413, 422, 500, 502, 503, 504),
@@ -383,11 +401,9 @@ export function pluginRoutes(sources: SourceRegistry = defaultSourceRegistry()) 
         case "stage-failed":
           throw stageError(outcome.failure);
         case "busy":
-          throw new ApiError(
-            "WORKSPACE_STATE_CONFLICT",
-            `An install of "${outcome.name}" is still running (command ${outcome.commandId ?? "unknown"}).`,
-            { hint: "GET /workspaces/{id}/plugins shows when it finishes." },
-          );
+          throw pluginBusy(outcome.row);
+        case "workspace-removed":
+          throw new ApiError("WORKSPACE_REMOVED", "The workspace is removed.");
         case "upload-failed":
           throw uploadError(deps, outcome);
         case "unreachable":
@@ -422,6 +438,16 @@ export function pluginRoutes(sources: SourceRegistry = defaultSourceRegistry()) 
           z.object({ status: z.literal("uninstalled"), plugin: z.string() }),
           "Uninstalled.",
         ),
+        202: json(
+          z.object({
+            status: z.literal("uninstalling"),
+            plugin: z.string(),
+            commandId: z.string().nullable().openapi({
+              description: "Null when SSM's answer to the send was lost: the sweep confirms it.",
+            }),
+          }),
+          "Still uninstalling; GET /workspaces/{id}/plugins shows the outcome.",
+        ),
         ...errorResponses(400, 401, 403, 404, 409, 422, 500, 502, 503),
       },
     }),
@@ -436,14 +462,17 @@ export function pluginRoutes(sources: SourceRegistry = defaultSourceRegistry()) 
       switch (outcome.kind) {
         case "uninstalled":
           return c.json({ status: "uninstalled" as const, plugin: name }, 200);
+        case "uninstalling":
+          return c.json(
+            { status: "uninstalling" as const, plugin: name, commandId: outcome.commandId },
+            202,
+          );
+        case "workspace-removed":
+          throw new ApiError("WORKSPACE_REMOVED", "The workspace is removed.");
         case "not-installed":
           throw new ApiError("PLUGIN_NOT_INSTALLED", `Plugin "${name}" is not installed here.`);
         case "busy":
-          throw new ApiError(
-            "WORKSPACE_STATE_CONFLICT",
-            `An install of "${name}" is still running (command ${outcome.commandId ?? "unknown"}).`,
-            { hint: "Uninstall once it has finished." },
-          );
+          throw pluginBusy(outcome.row);
         case "no-instance":
         case "stopped":
         case "state-unknown":

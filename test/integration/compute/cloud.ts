@@ -149,6 +149,7 @@ export async function startComputeCloud(
       for (const aws of made) {
         aws.ec2.destroy();
         aws.ssm.destroy();
+        aws.ssmNoRetry.destroy();
         aws.s3.destroy();
       }
       await cloud.close();

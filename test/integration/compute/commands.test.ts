@@ -258,13 +258,54 @@ describe("the ping precondition", () => {
     expect(out).toEqual({ kind: "unreachable", pingStatus: "InvalidInstanceId" });
   });
 
-  it("answers transient when SendCommand fails on the server side", async () => {
+  it("answers unknown, never not-sent, when SendCommand fails on the server side", async () => {
+    // A 5xx says nothing about whether SSM created the command before failing.
     await c.fault({ service: "ssm", action: "SendCommand", error: "InternalServerError" });
 
     const out = await runCommand(c.deps({ maxAttempts: 1 }), instance, program(sh`echo never`), {
       timeoutSeconds: 30,
     });
 
-    expect(out).toMatchObject({ kind: "transient", error: { code: "InternalServerError" } });
+    expect(out).toMatchObject({ kind: "unknown", error: { code: "InternalServerError" } });
+  });
+
+  it("answers transient (not sent) when SSM throttles SendCommand past three attempts", async () => {
+    await c.fault({
+      service: "ssm",
+      action: "SendCommand",
+      error: "ThrottlingException",
+      times: 3,
+    });
+    await c.resetStats();
+
+    const out = await runCommand(c.deps(), instance, program(sh`echo never`), {
+      timeoutSeconds: 30,
+    });
+
+    expect(out).toMatchObject({ kind: "transient", error: { code: "ThrottlingException" } });
+    expect(await c.calls("ssm:SendCommand")).toBe(3);
+  });
+
+  it("sends once when the answer is lost: the SDK never retries SendCommand", async () => {
+    // The call takes effect, then its answer arrives after the client gave up (1 s).
+    const token = `ran-${Date.now()}`;
+    await c.fault({ service: "ssm", action: "SendCommand", latencyMs: 1_500, times: 3 });
+    await c.resetStats();
+
+    const out = await runCommand(
+      c.deps({ maxAttempts: 3, requestTimeoutMs: 1_000 }),
+      instance,
+      program(sh`echo ${token} >> "$WORKSPACE_ROOT/sends.log"`),
+      { timeoutSeconds: 30 },
+    );
+
+    expect(out).toMatchObject({ kind: "unknown" });
+    expect(await c.calls("ssm:SendCommand")).toBe(1);
+    const view = await c.instance(instance);
+    const log = await waitFor(async () => {
+      const text = await readFile(join(view.dir, "sends.log"), "utf8").catch(() => "");
+      return text.includes(token) ? text : undefined;
+    });
+    expect(log.split("\n").filter((l) => l === token)).toHaveLength(1);
   });
 });

@@ -86,6 +86,7 @@ describe("runInstance", () => {
       "wcp:managed": "true",
       "wcp:deployment": "launch-test",
       "wcp:workspace-id": s.workspaceId,
+      "wcp:generation": "1",
       Name: `ws-${s.workspaceId.slice(0, 12)}`,
     });
     expect(view.clientToken).toBe(`${s.workspaceId}:1`);
@@ -138,24 +139,26 @@ describe("runInstance", () => {
 
     // Assess
     expect(lost).toMatchObject({ kind: "transient", error: { code: "TimeoutError" } });
-    expect(redriven).toBe(seen);
+    expect(redriven).toBe(seen.instanceId);
     expect(await byToken(token)).toHaveLength(1);
   });
 
-  it("throws on IdempotentParameterMismatch: the same token with other parameters is a bug", async () => {
+  it("answers token-spent when the same token comes with other parameters, launching nothing", async () => {
     // Prepare
     const s = spec();
     await launched(s);
 
-    // Act + Assess: tier 3 is another instance type under the same token.
-    await expect(runInstance(deps, { ...s, tier: 3 })).rejects.toThrow(
-      /same ClientToken with different parameters/,
-    );
-    await expect(
-      runInstance(deps, { ...s, userData: "#!/bin/sh\necho other\n" }),
-    ).rejects.toMatchObject({
-      cause: { name: "IdempotentParameterMismatch" },
-    });
+    // Act + Assess: tier 3 is another instance type under the same token; so is other user-data
+    // (a changed PLATFORM_URL or a rotated ADMIN_TOKEN changes it).
+    for (const other of [
+      { ...s, tier: 3 },
+      { ...s, userData: "#!/bin/sh\necho other\n" },
+    ]) {
+      expect(await runInstance(deps, other)).toMatchObject({
+        kind: "token-spent",
+        error: { code: "IdempotentParameterMismatch" },
+      });
+    }
     expect(await byToken(clientTokenFor(s.workspaceId, 1))).toHaveLength(1);
   });
 

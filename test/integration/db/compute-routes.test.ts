@@ -109,6 +109,7 @@ describe(`compute routes over ${dbKind()}`, () => {
         "wcp:managed": "true",
         "wcp:deployment": DEPLOYMENT,
         "wcp:workspace-id": ws.id,
+        "wcp:generation": "1",
         Name: `ws-${ws.id.slice(0, 12)}`,
       });
       expect(inst?.clientToken).toBe(`${ws.id}:1`);

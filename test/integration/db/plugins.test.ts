@@ -6,7 +6,9 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { workspacePlugins } from "../../../lib/db/schema.js";
 import type { Deps } from "../../../lib/deps.js";
 import { createApp } from "../../../lib/http/app.js";
-import { finishInstall, stagedArchiveKey } from "../../../lib/plugins/install.js";
+import { stagedArchiveKey } from "../../../lib/plugins/install.js";
+import { type DriveOutcome, driveOperation } from "../../../lib/plugins/operations.js";
+import { getWorkspacePlugin } from "../../../lib/plugins/records.js";
 import { defaultSourceRegistry, type PluginSource } from "../../../lib/plugins/sources.js";
 import { packPlugin, stagePlugin } from "../../../lib/plugins/staging.js";
 import { ADMIN_TOKEN, createTestContext, dbKind, type TestContext } from "../../support/context.js";
@@ -57,6 +59,15 @@ beforeEach(async () => {
 afterEach(async () => {
   await c.clearFaults();
 });
+
+/** What the sweep's plugins pass does to one record: drive its operation on. */
+async function drive(
+  deps: Deps,
+  key: { workspaceId: string; name: string },
+): Promise<DriveOutcome> {
+  const row = await getWorkspacePlugin(deps.db, key);
+  return row ? driveOperation(deps, row, { sendAllowed: true }) : "skipped";
+}
 
 interface ErrorBody {
   error: { code: string; message: string; hint?: string };
@@ -328,8 +339,13 @@ describe(`plugins end to end over ${dbKind()}`, () => {
       expect(error.message).toContain("sha256 mismatch");
       expect(error.message).not.toMatch(/X-Amz-(Signature|Credential)/);
       expect(await contents(join(ws.dir, "configs"))).toEqual(before);
+      // The record says what the instance holds: the previous version, with why v2 did not land.
       const [row] = await rows(ws.id);
-      expect(row).toMatchObject({ state: "failed", version: "1.3.0" });
+      expect(row).toMatchObject({
+        state: "installed",
+        version: "1.2.0",
+        source: "local://code-review",
+      });
       expect(row?.error).toContain("sha256 mismatch");
     });
 
@@ -444,7 +460,7 @@ describe(`plugins end to end over ${dbKind()}`, () => {
   });
 
   describe("an install that outlasts INSTALL_SYNC_WAIT_SECONDS", () => {
-    it("answers 202, refuses a concurrent install or uninstall, and finishInstall completes it", async () => {
+    it("answers 202, refuses a concurrent install or uninstall, and the sweep completes it", async () => {
       // Prepare: an app that waits 0.2 s; the instance's download is held back 2.5 s.
       const deps: Deps = { ...t.deps, config: { ...t.deps.config, installSyncWaitSeconds: 0.2 } };
       const app = createApp(deps);
@@ -464,20 +480,20 @@ describe(`plugins end to end over ${dbKind()}`, () => {
         ["installing", body.commandId],
       ]);
       const again = await errorOf(await install(ws.id, { source: "local://code-review" }, app));
-      expect(again.slice(0, 2)).toEqual([409, "WORKSPACE_STATE_CONFLICT"]);
+      expect(again.slice(0, 2)).toEqual([409, "PLUGIN_BUSY"]);
+      expect(again[2].message).toContain(body.commandId);
       const removing = await errorOf(
         await t.admin("DELETE", `/workspaces/${ws.id}/plugins/code-review`),
       );
-      expect(removing.slice(0, 2)).toEqual([409, "WORKSPACE_STATE_CONFLICT"]);
-      expect(await finishInstall(deps, { workspaceId: ws.id, name: "code-review" })).toBe(
-        "pending",
-      );
+      expect(removing.slice(0, 2)).toEqual([409, "PLUGIN_BUSY"]);
+      const key = { workspaceId: ws.id, name: "code-review" };
+      expect(await drive(deps, key)).toBe("pending");
 
       const outcome = await waitFor(async () => {
-        const o = await finishInstall(deps, { workspaceId: ws.id, name: "code-review" });
+        const o = await drive(deps, key);
         return o === "pending" ? undefined : o;
       }, 15_000);
-      expect(outcome).toBe("installed");
+      expect(outcome).toBe("finished");
       expect((await rows(ws.id)).map((r) => [r.state, r.version])).toEqual([
         ["installed", "1.2.0"],
       ]);
@@ -485,12 +501,10 @@ describe(`plugins end to end over ${dbKind()}`, () => {
         "name: review",
       );
       // Finishing twice is harmless.
-      expect(await finishInstall(deps, { workspaceId: ws.id, name: "code-review" })).toBe(
-        "skipped",
-      );
+      expect(await drive(deps, key)).toBe("skipped");
     });
 
-    it("finishInstall fails a row whose command vanished or whose instance is gone", async () => {
+    it("the sweep fails a claim whose command never finished, or whose workspace is gone", async () => {
       const ws = await createRunning();
       const base = {
         workspaceId: ws.id,
@@ -499,22 +513,24 @@ describe(`plugins end to end over ${dbKind()}`, () => {
         digest: "0".repeat(64),
         state: "installing" as const,
         commandId: "00000000-0000-4000-8000-000000000000",
+        instanceId: ws.instanceId,
       };
       const old = new Date(Date.now() - 3_600_000);
       await t.opened.db.insert(workspacePlugins).values([
-        { ...base, name: "fresh" },
-        { ...base, name: "stale", updatedAt: old },
+        { ...base, name: "fresh", opId: "00000000-0000-4000-8000-000000000001" },
+        { ...base, name: "stale", updatedAt: old, opId: "00000000-0000-4000-8000-000000000002" },
       ]);
-      expect(await finishInstall(t.deps, { workspaceId: ws.id, name: "fresh" })).toBe("pending");
-      expect(await finishInstall(t.deps, { workspaceId: ws.id, name: "stale" })).toBe("failed");
-      expect(await finishInstall(t.deps, { workspaceId: ws.id, name: "absent" })).toBe("skipped");
+      const key = (name: string) => ({ workspaceId: ws.id, name });
+      expect(await drive(t.deps, key("fresh"))).toBe("pending");
+      expect(await drive(t.deps, key("stale"))).toBe("finished");
+      expect(await drive(t.deps, key("absent"))).toBe("skipped");
       await t.admin("DELETE", `/workspaces/${ws.id}`);
-      expect(await finishInstall(t.deps, { workspaceId: ws.id, name: "fresh" })).toBe("failed");
+      expect(await drive(t.deps, key("fresh"))).toBe("finished");
       const states = Object.fromEntries(
         (await rows(ws.id)).map((r) => [r.name, [r.state, r.error]]),
       );
       expect(states).toEqual({
-        fresh: ["failed", expect.stringMatching(/instance is gone/)],
+        fresh: ["failed", expect.stringMatching(/workspace was removed/)],
         stale: ["failed", expect.stringMatching(/did not finish/)],
       });
     });

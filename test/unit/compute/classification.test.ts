@@ -32,6 +32,7 @@ function deps(): Deps {
     aws: {
       ec2: new EC2Client({ region, credentials }),
       ssm: new SSMClient({ region, credentials }),
+      ssmNoRetry: new SSMClient({ region, credentials, maxAttempts: 1 }),
       s3: new S3Client({ region, credentials }),
     },
     clock,
@@ -357,6 +358,7 @@ describe("launch and terminate over the classification", () => {
       { Key: "wcp:managed", Value: "true" },
       { Key: "wcp:deployment", Value: "local" },
       { Key: "wcp:workspace-id", Value: spec.workspaceId },
+      { Key: "wcp:generation", Value: "1" },
       { Key: "Name", Value: "ws-3b0c5f2e-8a4" },
     ]);
   });
@@ -370,10 +372,34 @@ describe("launch and terminate over the classification", () => {
     });
   });
 
-  it("IdempotentParameterMismatch throws", async () => {
-    ec2.on(RunInstancesCommand).rejects(awsError("IdempotentParameterMismatch", 400, "client"));
+  it("a ClientToken EC2 will not replay is token-spent, for either reason", async () => {
+    ec2
+      .on(RunInstancesCommand)
+      .rejectsOnce(awsError("IdempotentParameterMismatch", 400, "client"))
+      .rejectsOnce(awsError("IdempotentInstanceTerminated", 400, "client"));
 
-    await expect(runInstance(deps(), spec)).rejects.toThrow(/different parameters/);
+    expect(await runInstance(deps(), spec)).toMatchObject({
+      kind: "token-spent",
+      error: { code: "IdempotentParameterMismatch" },
+    });
+    expect(await runInstance(deps(), spec)).toMatchObject({
+      kind: "token-spent",
+      error: { code: "IdempotentInstanceTerminated" },
+    });
+  });
+
+  it("a refused permission is transient and marked misconfigured, never rejected", async () => {
+    ec2
+      .on(RunInstancesCommand)
+      .rejectsOnce(awsError("UnauthorizedOperation", 403, "client"))
+      .rejectsOnce(awsError("AuthFailure", 401, "client"));
+
+    for (const code of ["UnauthorizedOperation", "AuthFailure"]) {
+      expect(await runInstance(deps(), spec)).toMatchObject({
+        kind: "transient",
+        error: { code, misconfigured: true },
+      });
+    }
   });
 
   it("terminating an unknown id: terminated past the grace, transient inside it", async () => {

@@ -2,11 +2,12 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { emfSweepMetrics } from "../../../lib/sweep/metrics.js";
 import type { PassName, SweepSummary } from "../../../lib/sweep/run.js";
 
-const counts = (changed: number, transient: number, errors = 0) => ({
+const counts = (changed: number, transient: number, errors = 0, misconfigured = 0) => ({
   checked: 10,
   changed,
   transient,
   errors,
+  misconfigured,
 });
 
 afterEach(() => {
@@ -29,12 +30,19 @@ describe("sweep metrics", () => {
         "external",
         "provision-timeout",
         "removal",
-        "installs",
+        "plugins",
         "orphans",
       ].map((p) => [p, counts(0, 0)]),
     ) as Record<PassName, ReturnType<typeof counts>>;
-    passes.liveness = counts(3, 7, 1);
-    const summary: SweepSummary = { runId: "r", passes, degraded: true, durationMs: 1234 };
+    passes.liveness = counts(3, 7, 1, 5);
+    const summary: SweepSummary = {
+      runId: "r",
+      passes,
+      degraded: true,
+      misconfigured: 5,
+      refusedActions: ["ec2:DescribeInstances"],
+      durationMs: 1234,
+    };
 
     // Act
     emfSweepMetrics("WorkspaceControlPlane", "prod").record(summary);
@@ -45,6 +53,8 @@ describe("sweep metrics", () => {
     expect(emf?.liveness_changed).toBe(3);
     expect(emf?.liveness_transient).toBe(7);
     expect(emf?.liveness_errors).toBe(1);
+    expect(emf?.liveness_misconfigured).toBe(5);
+    expect(emf?.Misconfigured).toBe(5);
     expect(emf?.provision_timeout_changed).toBe(0);
     expect(emf?.Degraded).toBe(1);
     expect(emf?.DurationMs).toBe(1234);

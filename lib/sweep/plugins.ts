@@ -1,14 +1,16 @@
-import { and, asc, eq, gt, or } from "drizzle-orm";
-import { forEachBounded } from "../compute/instances.js";
+import { and, asc, eq, gt, inArray, or } from "drizzle-orm";
+import { forEachBounded } from "../bounded.js";
 import { workspacePlugins } from "../db/schema.js";
-import { finishInstall } from "../plugins/install.js";
+import { driveOperation } from "../plugins/operations.js";
 import { hasTimeForBatch, type PassContext, type PassCounts, zeroCounts } from "./types.js";
 
 /**
- * Installs: plugin installs that outlived their request (the API answered 202) — read each stored
- * command's result and record `installed` or `failed`. Still running: left for the next run.
+ * Plugins: installs and uninstalls whose requests ended before they did — the API answered 202,
+ * the send's answer was lost, the request died, or a restart left them to be re-applied on a new
+ * instance. Each is driven on ({@link driveOperation}): its command's result ends the record, or
+ * its program is sent (again) once the workspace is online. Still running: the next run.
  */
-export async function sweepInstalls(ctx: PassContext): Promise<PassCounts> {
+export async function sweepPlugins(ctx: PassContext): Promise<PassCounts> {
   const counts = zeroCounts();
   const { db } = ctx.deps;
   type Key = { workspaceId: string; name: string };
@@ -16,11 +18,11 @@ export async function sweepInstalls(ctx: PassContext): Promise<PassCounts> {
   while (hasTimeForBatch(ctx.budget)) {
     const cursor = after;
     const rows = await db
-      .select({ workspaceId: workspacePlugins.workspaceId, name: workspacePlugins.name })
+      .select()
       .from(workspacePlugins)
       .where(
         and(
-          eq(workspacePlugins.state, "installing"),
+          inArray(workspacePlugins.state, ["installing", "uninstalling"]),
           cursor === null
             ? undefined
             : or(
@@ -38,10 +40,10 @@ export async function sweepInstalls(ctx: PassContext): Promise<PassCounts> {
     counts.checked += rows.length;
     await forEachBounded(rows, 4, async (row) => {
       try {
-        const outcome = await finishInstall(ctx.deps, row);
+        const outcome = await driveOperation(ctx.deps, row, { sendAllowed: true });
         switch (outcome) {
-          case "installed":
-          case "failed":
+          case "finished":
+          case "sent":
             counts.changed++;
             break;
           case "pending":
@@ -56,11 +58,16 @@ export async function sweepInstalls(ctx: PassContext): Promise<PassCounts> {
         }
       } catch (err) {
         counts.errors++;
-        ctx.deps.log.error("install finish failed", { ...row, error: String(err) });
+        ctx.deps.log.error("plugin operation failed to advance", {
+          workspaceId: row.workspaceId,
+          name: row.name,
+          error: String(err),
+        });
       }
     });
     if (rows.length < ctx.batchSize) break;
-    after = rows[rows.length - 1] ?? null;
+    const last = rows[rows.length - 1];
+    after = last ? { workspaceId: last.workspaceId, name: last.name } : null;
   }
   return counts;
 }
