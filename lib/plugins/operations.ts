@@ -131,14 +131,23 @@ export async function driveOperation(
   }
 
   if (!opts.sendAllowed) return "pending";
-  if (row.commandId === null && row.instanceId !== null && row.instanceId === current) {
-    if (age < SEND_SETTLE_MS) return "pending";
-  }
-  if (current === null || (workspace.status !== "online" && workspace.status !== "degraded")) {
+  const sameInstance = row.instanceId !== null && row.instanceId === current;
+  if (row.commandId === null && sameInstance && age < SEND_SETTLE_MS) return "pending";
+  const up = workspace.status === "online" || workspace.status === "degraded";
+  // Sent (or claimed) on this very instance: SSM's ping decides whether it can be reached. A
+  // re-apply to a new instance waits until readiness has brought the workspace online.
+  if (current === null || (!sameInstance && !up)) {
     if (workspace.status === "provisioning") return "pending";
     return end({
       kind: kind === "install" ? "unchanged" : "failed",
       error: `the workspace's instance is not running (${workspace.status}); ${kind} it again once it is online`,
+      keepFailed: true,
+    });
+  }
+  if (sameInstance && age > claimMs) {
+    return end({
+      kind: kind === "install" ? "unchanged" : "failed",
+      error: `the ${kind} could not be confirmed within ${Math.round(age / 1000)} s; ${kind} it again`,
       keepFailed: true,
     });
   }
