@@ -1,6 +1,7 @@
 import { mkdirSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
+import { Catalogue } from "./catalogue.js";
 import { CallStats } from "./control.js";
 import { FaultTable } from "./faults.js";
 import { Fleet } from "./fleet.js";
@@ -11,6 +12,15 @@ import { ObjectStore } from "./s3.js";
 import { CloudServer } from "./server.js";
 import { StateFile } from "./store.js";
 
+export {
+  al2023ImageParameter,
+  type CatalogueEntries,
+  defaultImageId,
+  defaultInstanceProfile,
+  defaultSecurityGroupId,
+  defaultSubnetId,
+  defaultVpcId,
+} from "./catalogue.js";
 export type { LocalCloudOptions } from "./options.js";
 
 export interface LocalCloud {
@@ -28,17 +38,24 @@ export interface LocalCloud {
  *
  * State is loaded from and saved to `opts.dir`, so starting again with the same dir brings the
  * instances back (running ones still running); commands that were running when the previous
- * process stopped are reported Failed with StatusDetails "Terminated".
+ * process stopped are reported Failed with StatusDetails "Terminated". Every answer is sent
+ * after the change it reports is on disk, so even a killed process forgets nothing it said.
+ *
+ * As hard as AWS, not kinder: RunInstances refuses AMIs, subnets, security groups and instance
+ * profiles outside `opts.catalogue` plus the defaults exported here; `describeLagMs` hides new
+ * instances from DescribeInstances for a while; faults can lose an answer after the action ran.
  */
 export async function startLocalCloud(options: LocalCloudOptions): Promise<LocalCloud> {
   const opts = resolveOptions(options);
   mkdirSync(join(opts.dir, "instances"), { recursive: true });
+  const catalogue = new Catalogue(opts.catalogue);
   const file = new StateFile(opts.dir);
   const loaded = file.state;
-  const changed = () => file.changed();
   const groups = new ProcessGroups();
-  const fleet = new Fleet(loaded, opts, groups, changed);
-  const runner = new CommandRunner(loaded, fleet, opts, groups, changed);
+  const fleet = new Fleet(loaded, opts, groups, file);
+  const runner = new CommandRunner(loaded, fleet, opts, groups, file);
+  // What loading changed (interrupted scripts, expired history) becomes the new snapshot.
+  file.compact();
   const cloud = new CloudServer({
     state: loaded,
     fleet,
@@ -46,14 +63,25 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
     objects: new ObjectStore(join(opts.dir, "s3")),
     faults: new FaultTable(),
     stats: new CallStats(),
+    changes: file,
+    catalogue,
+    opts,
   });
-  await new Promise<void>((resolve, reject) => {
-    cloud.server.once("error", reject);
-    cloud.server.listen(opts.port, opts.host, () => {
-      cloud.server.off("error", reject);
-      resolve();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      cloud.server.once("error", reject);
+      cloud.server.listen(opts.port, opts.host, () => {
+        cloud.server.off("error", reject);
+        resolve();
+      });
     });
-  });
+  } catch (err) {
+    // A port in use must not leave timers and the journal open behind the error.
+    fleet.close();
+    runner.close();
+    await file.close();
+    throw err;
+  }
   const { port } = cloud.server.address() as AddressInfo;
   const host = opts.host === "0.0.0.0" || opts.host === "::" ? "127.0.0.1" : opts.host;
   const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
