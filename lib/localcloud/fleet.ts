@@ -56,7 +56,7 @@ export class Fleet {
       if (inst.userDataStatus === "running") {
         inst.userDataStatus = "interrupted";
         inst.console = capConsole(`${inst.console}cloud-init[2101]: user data interrupted\n`);
-        changes.instance(inst.id);
+        changes.instance(inst);
       }
     }
     this.tick();
@@ -219,7 +219,6 @@ export class Fleet {
         .filter((i) => i.dueAt !== undefined && i.dueAt <= now)
         .sort((a, b) => (a.dueAt ?? 0) - (b.dueAt ?? 0))[0];
       if (!due || due.dueAt === undefined) break;
-      this.changes.instance(due.id);
       const at = due.dueAt;
       switch (due.state) {
         case "pending":
@@ -230,18 +229,22 @@ export class Fleet {
             due.console + bootLines(due.id, due.instanceType, due.privateIp, at),
           );
           this.#runUserData(due, at);
+          this.changes.instance(due);
           break;
         case "shutting-down":
           due.state = "terminated";
           due.terminatedAt = at;
           due.dueAt = at + this.opts.terminatedVisibleMs;
+          this.changes.instance(due);
           break;
         case "terminated":
           this.state.instances = this.state.instances.filter((i) => i !== due);
           this.#removeDisk(due.id);
+          this.changes.instanceRemoved(due.id);
           break;
         default:
           delete due.dueAt;
+          this.changes.instance(due);
       }
     }
     this.#arm();
@@ -253,7 +256,7 @@ export class Fleet {
   }
 
   #afterChange(changed: InstanceRecord[]): void {
-    for (const inst of changed) this.changes.instance(inst.id);
+    for (const inst of changed) this.changes.instance(inst);
     this.#arm();
   }
 
@@ -324,7 +327,7 @@ export class Fleet {
         inst.console = capConsole(
           inst.console + userDataFinished(spawnNote + text, code, Date.now()),
         );
-        this.changes.instance(inst.id);
+        this.changes.instance(inst);
       })
       .catch((err: unknown) => console.error("localcloud: user data bookkeeping failed", err));
   }

@@ -97,7 +97,7 @@ export class CommandRunner {
             responseCode: -1,
             endedAt: now,
           } satisfies Partial<InvocationRecord>);
-          changes.command(cmd.commandId);
+          changes.command(cmd);
         }
       }
     }
@@ -146,7 +146,7 @@ export class CommandRunner {
       if (inv.status === "Delayed") this.#awaitDelivery(cmd, inv);
       else this.#start(cmd, inv, spec.script);
     }
-    this.changes.command(cmd.commandId);
+    this.changes.command(cmd);
     return cmd;
   }
 
@@ -186,7 +186,7 @@ export class CommandRunner {
       inv.statusDetails = "Cancelling";
       live.run.kill();
     }
-    this.changes.command(cmd.commandId);
+    this.changes.command(cmd);
   }
 
   /**
@@ -224,7 +224,7 @@ export class CommandRunner {
     Object.assign(inv, outcome);
     inv.endedAt = Date.now();
     delete inv.deliveryTimesOutAt;
-    this.changes.command(cmd.commandId);
+    this.changes.command(cmd);
   }
 
   #start(cmd: CommandRecord, inv: InvocationRecord, script: string): void {
@@ -285,7 +285,7 @@ export class CommandRunner {
       inv.stdout = "";
       inv.stderr = "";
     }
-    this.changes.command(cmd.commandId);
+    this.changes.command(cmd);
   }
 
   #instanceDown(instanceId: string): void {

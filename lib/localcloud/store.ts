@@ -126,12 +126,14 @@ export const emptyState = (): CloudState => ({
 });
 
 /**
- * Where the parts of the cloud say what they changed, by key; the state file writes the records
- * as they are when it writes, so marking twice costs nothing.
+ * Where the parts of the cloud say what they changed; the state file writes each record as it is
+ * when it writes, so marking one twice costs nothing.
  */
 export interface StateChanges {
-  instance(id: string): void;
-  command(commandId: string): void;
+  instance(inst: InstanceRecord): void;
+  /** The instance left the state (its visibility window ended). */
+  instanceRemoved(id: string): void;
+  command(cmd: CommandRecord): void;
   clientToken(token: string): void;
 }
 
@@ -143,7 +145,6 @@ interface JournalEntry {
   instances: InstanceRecord[];
   removedInstances: string[];
   commands: CommandRecord[];
-  removedCommands: string[];
   clientTokens: Record<string, ClientTokenRecord>;
 }
 
@@ -170,8 +171,10 @@ export class StateFile implements StateChanges {
   #journal: number;
   #journalBytes = 0;
   #snapshotBytes = 0;
-  readonly #instances = new Set<string>();
-  readonly #commands = new Set<string>();
+  /** Marked records by id: the objects themselves, so a write looks nothing up in the fleet. */
+  readonly #instances = new Map<string, InstanceRecord>();
+  readonly #removed = new Set<string>();
+  readonly #commands = new Map<string, CommandRecord>();
   readonly #tokens = new Set<string>();
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
@@ -188,13 +191,19 @@ export class StateFile implements StateChanges {
     this.#journal = openSync(this.journalPath, "a");
   }
 
-  instance(id: string): void {
-    this.#instances.add(id);
+  instance(inst: InstanceRecord): void {
+    this.#instances.set(inst.id, inst);
     this.#soon();
   }
 
-  command(commandId: string): void {
-    this.#commands.add(commandId);
+  instanceRemoved(id: string): void {
+    this.#instances.delete(id);
+    this.#removed.add(id);
+    this.#soon();
+  }
+
+  command(cmd: CommandRecord): void {
+    this.#commands.set(cmd.commandId, cmd);
     this.#soon();
   }
 
@@ -208,17 +217,17 @@ export class StateFile implements StateChanges {
     if (this.#closed) return;
     clearTimeout(this.#timer);
     this.#timer = undefined;
-    if (this.#instances.size + this.#commands.size + this.#tokens.size === 0) return;
+    if (this.#pending() === 0) return;
     const line = `${JSON.stringify(this.#entry())}\n`;
+    // Cleared only once the line is built: if serialising throws, the marks stay for a retry.
+    this.#clearMarks();
     this.#journalBytes += writeAll(this.#journal, line);
     if (this.#journalBytes > Math.max(this.#snapshotBytes, minCompactBytes)) this.compact();
   }
 
   /** Write the whole state as a new snapshot and start an empty journal. */
   compact(): void {
-    this.#instances.clear();
-    this.#commands.clear();
-    this.#tokens.clear();
+    this.#clearMarks();
     clearTimeout(this.#timer);
     this.#timer = undefined;
     const epoch = this.#epoch + 1;
@@ -256,37 +265,31 @@ export class StateFile implements StateChanges {
     this.#timer.unref();
   }
 
+  #pending(): number {
+    return this.#instances.size + this.#removed.size + this.#commands.size + this.#tokens.size;
+  }
+
+  #clearMarks(): void {
+    this.#instances.clear();
+    this.#removed.clear();
+    this.#commands.clear();
+    this.#tokens.clear();
+  }
+
   #entry(): JournalEntry {
     const { state } = this;
-    const instances = new Map(state.instances.map((i) => [i.id, i]));
-    const commands = new Map(state.commands.map((c) => [c.commandId, c]));
     const entry: JournalEntry = {
       epoch: this.#epoch,
       nextSeq: state.nextSeq,
-      instances: [],
-      removedInstances: [],
-      commands: [],
-      removedCommands: [],
+      instances: [...this.#instances.values()],
+      removedInstances: [...this.#removed],
+      commands: [...this.#commands.values()],
       clientTokens: {},
     };
-    for (const id of this.#instances) {
-      const inst = instances.get(id);
-      if (inst) entry.instances.push(inst);
-      else entry.removedInstances.push(id);
-    }
-    for (const id of this.#commands) {
-      const cmd = commands.get(id);
-      if (cmd) entry.commands.push(cmd);
-      else entry.removedCommands.push(id);
-    }
     for (const token of this.#tokens) {
       const rec = Object.hasOwn(state.clientTokens, token) ? state.clientTokens[token] : undefined;
       if (rec) entry.clientTokens[token] = rec;
     }
-    // Cleared only once the line is built: if serialising throws, the marks stay for a retry.
-    this.#instances.clear();
-    this.#commands.clear();
-    this.#tokens.clear();
     return entry;
   }
 
@@ -338,10 +341,6 @@ function replay(state: CloudState, entry: JournalEntry): void {
     state.instances = state.instances.filter((i) => !goneInstances.has(i.id));
   }
   upsert(state.commands, entry.commands, (c) => c.commandId);
-  const goneCommands = new Set(entry.removedCommands);
-  if (goneCommands.size > 0) {
-    state.commands = state.commands.filter((c) => !goneCommands.has(c.commandId));
-  }
   Object.assign(state.clientTokens, entry.clientTokens);
 }
 
