@@ -1,3 +1,19 @@
+/**
+ * The local EC2/SSM/S3 stand-in (SPEC §9), as hard as AWS where the product can trip:
+ *
+ * - Lost answers: `POST /_localcloud/faults` with `loseAnswer: "drop" | "hang"` (and the usual
+ *   `service`, `action`, `times`, `probability`, `latencyMs`) performs the call, then destroys
+ *   the socket or never answers. A retried SendCommand runs again; RunInstances is saved by its
+ *   ClientToken.
+ * - Eventual consistency: `describeLagMs` (option; `GET`/`PUT /_localcloud/settings`) hides a
+ *   new instance from DescribeInstances, TerminateInstances, GetConsoleOutput and CreateTags.
+ * - Filters: no values match every instance with the attribute; at most 200 values per call.
+ * - SendCommand to a stopped, registered instance is accepted and ends TimedOut / "Delivery
+ *   Timed Out" after `deliveryTimeoutMs`; unregistered, pending or gone: InvalidInstanceId.
+ * - RunInstances knows only the catalogue (`catalogue` option, `GET`/`POST
+ *   /_localcloud/catalogue`, the defaults exported below).
+ * - State: every answer leaves after its change is in `state.json` + `state.journal`.
+ */
 import { mkdirSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
