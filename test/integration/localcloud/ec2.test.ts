@@ -390,7 +390,11 @@ describe("TerminateInstances", () => {
       100,
     );
     expect(gone.message).toContain(id);
-    expect(existsSync(join(t.dir, "instances", id))).toBe(false);
+    // The disk goes with the instance, removed in the background right after.
+    const diskGone = await waitFor(() =>
+      existsSync(join(t.dir, "instances", id)) ? undefined : true,
+    );
+    expect(diskGone).toBe(true);
   });
 });
 
