@@ -1,6 +1,9 @@
+import { z } from "zod";
+import { type Catalogue, catalogueEntries } from "./catalogue.js";
 import type { FaultTable } from "./faults.js";
 import { faultSpec } from "./faults.js";
 import type { Fleet } from "./fleet.js";
+import type { ResolvedOptions } from "./options.js";
 import { stateCodes } from "./store.js";
 
 /** Calls per `service:Action`, faulted ones included, so SDK retries can be counted. */
@@ -25,7 +28,21 @@ export interface ControlDeps {
   fleet: Fleet;
   faults: FaultTable;
   stats: CallStats;
+  catalogue: Catalogue;
+  opts: ResolvedOptions;
 }
+
+/** `PUT /_localcloud/settings`: the options that may change while the cloud runs. */
+const settingsSpec = z
+  .object({
+    // A local bound: AWS does not say how long its lag lasts, only "a couple of seconds … up to a
+    // few minutes" of backoff (ec2/latest/devguide/eventual-consistency.html).
+    describeLagMs: z.number().int().min(0).max(600_000),
+  })
+  .partial()
+  .strict();
+
+const settingsOf = (opts: ResolvedOptions) => ({ describeLagMs: opts.describeLagMs });
 
 export interface ControlResponse {
   status: number;
@@ -72,17 +89,31 @@ const routes: Route[] = [
     method: "POST",
     pattern: /^\/faults$/,
     handler: ({ faults }, _params, body) => {
-      let raw: unknown;
-      try {
-        raw = JSON.parse(body);
-      } catch {
-        return { status: 400, json: { error: "body must be JSON" } };
-      }
-      const parsed = faultSpec.safeParse(raw);
-      if (!parsed.success) {
-        return { status: 400, json: { error: "invalid fault", issues: parsed.error.issues } };
-      }
-      return { status: 201, json: { id: faults.add(parsed.data).id } };
+      const parsed = parseBody(faultSpec, body, "invalid fault");
+      if (!parsed.ok) return parsed.response;
+      return { status: 201, json: { id: faults.add(parsed.value).id } };
+    },
+  },
+  { method: "GET", pattern: /^\/settings$/, handler: ({ opts }) => ok(settingsOf(opts)) },
+  {
+    method: "PUT",
+    pattern: /^\/settings$/,
+    handler: ({ opts }, _params, body) => {
+      const parsed = parseBody(settingsSpec, body, "invalid settings");
+      if (!parsed.ok) return parsed.response;
+      if (parsed.value.describeLagMs !== undefined) opts.describeLagMs = parsed.value.describeLagMs;
+      return ok(settingsOf(opts));
+    },
+  },
+  { method: "GET", pattern: /^\/catalogue$/, handler: ({ catalogue }) => ok(catalogue.list()) },
+  {
+    method: "POST",
+    pattern: /^\/catalogue$/,
+    handler: ({ catalogue }, _params, body) => {
+      const parsed = parseBody(catalogueEntries, body, "invalid catalogue entries");
+      if (!parsed.ok) return parsed.response;
+      catalogue.add(parsed.value);
+      return ok(catalogue.list());
     },
   },
   {
@@ -109,7 +140,8 @@ const routes: Route[] = [
 
 /**
  * The control API under `/_localcloud/`, for tests and demos: instance listing and crashes,
- * fault injection, call statistics. It sits outside the AWS APIs, so nothing here is counted.
+ * fault injection, call statistics, run-time settings and the resource catalogue. It sits
+ * outside the AWS APIs, so nothing here is counted.
  */
 export function handleControl(
   deps: ControlDeps,
@@ -124,6 +156,27 @@ export function handleControl(
     if (m) return route.handler(deps, m.slice(1).map(decodeURIComponent), body);
   }
   return notFound(`route ${method} ${path}`);
+}
+
+function parseBody<T>(
+  schema: z.ZodType<T>,
+  body: string,
+  what: string,
+): { ok: true; value: T } | { ok: false; response: ControlResponse } {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(body);
+  } catch {
+    return { ok: false, response: { status: 400, json: { error: "body must be JSON" } } };
+  }
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) {
+    return {
+      ok: false,
+      response: { status: 400, json: { error: what, issues: parsed.error.issues } },
+    };
+  }
+  return { ok: true, value: parsed.data };
 }
 
 function ok(json: unknown): ControlResponse {
@@ -150,5 +203,7 @@ function describe(fleet: Fleet, id: string): Record<string, unknown> | undefined
     imageId: inst.imageId,
     instanceType: inst.instanceType,
     privateIp: inst.privateIp,
+    // Whether the EC2 API lists it yet (`describeLagMs`); this API always does.
+    describable: inst.visibleAt === undefined || Date.now() >= inst.visibleAt,
   };
 }

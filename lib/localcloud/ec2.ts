@@ -1,21 +1,33 @@
+import { accountId, type Catalogue, defaultVpcId } from "./catalogue.js";
 import { CloudError, type WireResponse } from "./errors.js";
 import type { Fleet, LaunchSpec } from "./fleet.js";
-import { amiForParameter, isInstanceId } from "./ids.js";
+import { isInstanceId } from "./ids.js";
 import type { QueryParams } from "./query.js";
-import { type CloudState, type InstanceRecord, stateCodes, type Tag } from "./store.js";
+import {
+  type CloudState,
+  type InstanceRecord,
+  type StateChanges,
+  stateCodes,
+  type Tag,
+} from "./store.js";
 import { el, itemSet, leaf } from "./xml.js";
 
 /** The EC2 Query API of the local cloud (version 2016-11-15). */
 
 export const ec2Namespace = "http://ec2.amazonaws.com/doc/2016-11-15/";
-const ownerId = "123456789012";
+const ownerId = accountId;
 const region = "us-east-1";
 
 /** User data "is limited to 16 KB, in raw form, before it is base64-encoded" (API_RunInstances.html). */
 export const maxUserDataBytes = 16 * 1024;
 /** ClientToken: "up to 64 ASCII characters" (ec2/latest/devguide/ec2-api-idempotency.html). */
 export const maxClientTokenLength = 64;
-/** "You can specify up to 200 values per filter" (API_DescribeInstances.html; FilterLimitExceeded). */
+/**
+ * FilterLimitExceeded, "The request uses too many filters or too many filter values"
+ * (docs.aws.amazon.com/AWSEC2/latest/APIReference/errors-overview.html), worded "The maximum
+ * number of filter values specified on a single call is 200": the values of all filters of the
+ * call together, not of each filter.
+ */
 export const maxFilterValues = 200;
 /** MaxResults: "You can specify a value between 5 and 1000" (API_DescribeInstances.html). */
 const minPageSize = 5;
@@ -31,6 +43,8 @@ const maxInstancesPerCall = 20;
 export interface Ec2Deps {
   fleet: Fleet;
   state: CloudState;
+  changes: StateChanges;
+  catalogue: Catalogue;
 }
 
 type Ec2Action = (deps: Ec2Deps, params: QueryParams) => string;
@@ -127,8 +141,24 @@ function notFound(missing: string[]): CloudError {
       );
 }
 
+/**
+ * Whether EC2's API sees the instance yet. Right after RunInstances a call naming the new id
+ * "might" answer InvalidInstanceID.NotFound — "this doesn't mean the instance does not exist"
+ * (docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html, which names
+ * DescribeInstances and TerminateInstances; the local cloud applies it to every call that looks
+ * the instance up). A TerminateInstances refused this way terminates nothing.
+ */
+function visible(inst: InstanceRecord, now: number): boolean {
+  return inst.visibleAt === undefined || now >= inst.visibleAt;
+}
+
+/** The named instances, or NotFound naming every one EC2 does not know (or does not see yet). */
 function requireExisting(fleet: Fleet, ids: string[]): InstanceRecord[] {
-  const found = ids.map((id) => fleet.get(id));
+  const now = Date.now();
+  const found = ids.map((id) => {
+    const inst = fleet.get(id);
+    return inst && visible(inst, now) ? inst : undefined;
+  });
   const missing = ids.filter((_, i) => found[i] === undefined);
   if (missing.length > 0) throw notFound(missing);
   return found.filter((i): i is InstanceRecord => i !== undefined);
@@ -225,7 +255,7 @@ function instanceXml(inst: InstanceRecord): string {
     ),
     el("monitoring", leaf("state", "disabled")),
     leaf("subnetId", inst.subnetId),
-    inst.subnetId ? leaf("vpcId", "vpc-0a1b2c3d4e5f60718") : "",
+    inst.subnetId ? leaf("vpcId", defaultVpcId) : "",
     inst.state === "terminated" ? "" : leaf("privateIpAddress", inst.privateIp),
     itemSet(
       "groupSet",
@@ -275,8 +305,8 @@ function reservationXml(reservationId: string, instances: InstanceRecord[]): str
 // ---------------------------------------------------------------------------------------------
 // Actions
 
-function runInstances({ fleet, state }: Ec2Deps, params: QueryParams): string {
-  const spec = launchSpec(params);
+function runInstances({ fleet, state, changes, catalogue }: Ec2Deps, params: QueryParams): string {
+  const spec = launchSpec(params, catalogue);
   const token = spec.clientToken;
   const fingerprint = params.fingerprint(["ClientToken"]);
   if (token !== undefined) {
@@ -312,20 +342,31 @@ function runInstances({ fleet, state }: Ec2Deps, params: QueryParams): string {
       instanceIds: launched.map((i) => i.id),
       fingerprint,
     };
+    changes.clientToken(token);
   }
   return reservationXml(reservationId, launched);
 }
 
-function launchSpec(params: QueryParams): LaunchSpec {
-  let imageId = required(params, "ImageId");
-  if (imageId.startsWith("resolve:ssm:")) {
-    imageId = amiForParameter(imageId.slice("resolve:ssm:".length));
-  } else if (!/^ami-(?:[0-9a-f]{8}|[0-9a-f]{17})$/.test(imageId)) {
-    throw new CloudError(
-      "InvalidAMIID.Malformed",
-      `Invalid id: "${imageId}" (expecting "ami-...")`,
-    );
-  }
+function launchSpec(params: QueryParams, catalogue: Catalogue): LaunchSpec {
+  const subnetId = params.get("SubnetId");
+  const securityGroupIds = params.list("SecurityGroupId");
+  const profileArn = params.get("IamInstanceProfile.Arn");
+  const profileName = params.get("IamInstanceProfile.Name");
+  const profile =
+    profileArn === undefined && profileName === undefined
+      ? undefined
+      : {
+          ...(profileArn !== undefined && { arn: profileArn }),
+          ...(profileName !== undefined && { name: profileName }),
+        };
+  // Unknown resources are refused before anything is launched, as EC2 does.
+  const imageId = catalogue.resolveLaunch({
+    imageId: required(params, "ImageId"),
+    ...(subnetId !== undefined && { subnetId }),
+    securityGroupIds,
+    securityGroupNames: params.list("SecurityGroup"),
+    ...(profile && { profile }),
+  });
   const minCount = positiveInt(params, "MinCount");
   const maxCount = positiveInt(params, "MaxCount");
   if (minCount > maxCount) {
@@ -389,7 +430,7 @@ function launchSpec(params: QueryParams): LaunchSpec {
     count: Math.min(maxCount, maxInstancesPerCall),
     imageId,
     instanceType: params.get("InstanceType") ?? "m1.small",
-    securityGroupIds: params.list("SecurityGroupId"),
+    securityGroupIds,
     metadataOptions: {
       httpTokens,
       httpEndpoint,
@@ -398,16 +439,9 @@ function launchSpec(params: QueryParams): LaunchSpec {
     },
     tags,
   };
-  const subnetId = params.get("SubnetId");
   if (subnetId !== undefined) spec.subnetId = subnetId;
   if (clientToken !== undefined && clientToken !== "") spec.clientToken = clientToken;
-  const profileArn = params.get("IamInstanceProfile.Arn");
-  const profileName = params.get("IamInstanceProfile.Name");
-  if (profileArn !== undefined || profileName !== undefined) {
-    spec.iamInstanceProfile = {};
-    if (profileArn !== undefined) spec.iamInstanceProfile.arn = profileArn;
-    if (profileName !== undefined) spec.iamInstanceProfile.name = profileName;
-  }
+  if (profile) spec.iamInstanceProfile = profile;
   const userData = params.get("UserData");
   if (userData !== undefined && userData !== "") spec.userData = decodeUserData(userData);
   return spec;
@@ -448,20 +482,22 @@ const filterNames = new Set([
 ]);
 
 function parseFilters(params: QueryParams): Filter[] {
-  return params.structs("Filter").map((f) => {
+  const filters = params.structs("Filter").map((f) => {
     const name = f.get("Name") ?? "";
     const values = f.list("Value");
     if (!filterNames.has(name) && !name.startsWith("tag:")) {
       throw new CloudError("InvalidParameterValue", `The filter '${name}' is invalid`);
     }
-    if (values.length > maxFilterValues) {
-      throw new CloudError(
-        "FilterLimitExceeded",
-        `The maximum number of filter values specified on a single call is ${maxFilterValues}`,
-      );
-    }
     return { name, values };
   });
+  const total = filters.reduce((n, f) => n + f.values.length, 0);
+  if (total > maxFilterValues) {
+    throw new CloudError(
+      "FilterLimitExceeded",
+      `The maximum number of filter values specified on a single call is ${maxFilterValues}`,
+    );
+  }
+  return filters;
 }
 
 function fieldValues(inst: InstanceRecord, name: string): string[] {
@@ -501,6 +537,12 @@ function fieldValues(inst: InstanceRecord, name: string): string[] {
  */
 interface CompiledFilter {
   name: string;
+  /**
+   * No values at all (the SDK sends `Values: []` as no `Value.N` parameter): the filter matches
+   * every instance that has the attribute — EC2 maintainers in aws/aws-cli#1735. So an
+   * `instance-id` filter with an empty list lists the whole account.
+   */
+  any: boolean;
   exact: Set<string>;
   globs: RegExp[];
 }
@@ -523,14 +565,16 @@ function compileFilters(filters: Filter[]): CompiledFilter[] {
         globs.push(new RegExp(`^${re}$`, "s"));
       }
     }
-    return { name: f.name, exact, globs };
+    return { name: f.name, any: f.values.length === 0, exact, globs };
   });
 }
 
 /** Values ORed within a filter, filters ANDed. */
 function matches(inst: InstanceRecord, filters: CompiledFilter[]): boolean {
   return filters.every((f) =>
-    fieldValues(inst, f.name).some((v) => f.exact.has(v) || f.globs.some((re) => re.test(v))),
+    fieldValues(inst, f.name).some(
+      (v) => f.any || f.exact.has(v) || f.globs.some((re) => re.test(v)),
+    ),
   );
 }
 
@@ -577,9 +621,10 @@ function describeInstances({ fleet }: Ec2Deps, params: QueryParams): string {
   const nextToken = params.get("NextToken");
   const after = nextToken ? decodeToken(nextToken) : 0;
   // The whole call fails when any named id is unknown (API_DescribeInstances.html; boto3#977).
+  const now = Date.now();
   let candidates = ids.length > 0 ? requireExisting(fleet, ids) : fleet.all();
   candidates = candidates
-    .filter((i) => i.seq > after && matches(i, filters))
+    .filter((i) => i.seq > after && visible(i, now) && matches(i, filters))
     .sort((a, b) => a.seq - b.seq);
   const page = candidates.slice(0, pageSize);
   const more = candidates.length > page.length;

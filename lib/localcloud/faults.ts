@@ -23,8 +23,20 @@ export const faultSpec = z
     hang: z.boolean().optional(),
     /** Answer 200 with a body (or response) the SDK cannot parse. */
     malformed: z.boolean().optional(),
+    /**
+     * Perform the action, then lose its answer: "drop" destroys the socket without a response
+     * (the SDK sees a connection reset), "hang" never answers (the client's own timeout fires).
+     * A call can succeed while its caller sees a timeout or a network error; an SDK that retries
+     * it repeats it (docs.aws.amazon.com/ec2/latest/devguide/ec2-api-idempotency.html,
+     * docs.aws.amazon.com/sdkref/latest/guide/feature-retry-behavior.html). RunInstances'
+     * ClientToken makes the repeat harmless; SendCommand has no token, so its script runs again.
+     */
+    loseAnswer: z.enum(["drop", "hang"]).optional(),
   })
-  .strict();
+  .strict()
+  .refine((f) => !f.loseAnswer || (!f.error && !f.hang && !f.malformed), {
+    message: "loseAnswer performs the call; it cannot be combined with error, hang or malformed",
+  });
 
 export type FaultSpec = z.infer<typeof faultSpec>;
 

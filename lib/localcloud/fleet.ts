@@ -5,7 +5,7 @@ import { bootLines, capConsole, noUserData, userDataFinished } from "./bootlog.j
 import { newInstanceId, newReservationId } from "./ids.js";
 import type { ResolvedOptions } from "./options.js";
 import { type ProcessGroups, readHead } from "./processes.js";
-import type { CloudState, InstanceRecord, InstanceStateName, Tag } from "./store.js";
+import type { CloudState, InstanceRecord, InstanceStateName, StateChanges, Tag } from "./store.js";
 
 /** What RunInstances asked for, already validated. */
 export interface LaunchSpec {
@@ -36,7 +36,8 @@ export type InstanceDownListener = (instanceId: string) => void;
  * The simulated instances and their state machine: pending → running after the boot delay,
  * shutting-down → terminated after the terminate delay, terminated → gone after the visibility
  * window. Transitions carry absolute due times, so a restarted cloud picks up where it was.
- * One timer fires at the next due time; every API call also ticks first, so answers never lag.
+ * One timer fires at the next due time; every API call also ticks first, so states never lag
+ * (what lags is EC2's view of a new instance: `describeLagMs`, applied by the EC2 API).
  */
 export class Fleet {
   #timer: NodeJS.Timeout | undefined;
@@ -47,7 +48,7 @@ export class Fleet {
     private readonly state: CloudState,
     private readonly opts: ResolvedOptions,
     private readonly groups: ProcessGroups,
-    private readonly changed: () => void,
+    private readonly changes: StateChanges,
   ) {
     // A user-data script cut off by the previous process's shutdown does not run again, as
     // cloud-init runs user data once per instance.
@@ -55,6 +56,7 @@ export class Fleet {
       if (inst.userDataStatus === "running") {
         inst.userDataStatus = "interrupted";
         inst.console = capConsole(`${inst.console}cloud-init[2101]: user data interrupted\n`);
+        changes.instance(inst);
       }
     }
     this.tick();
@@ -109,10 +111,12 @@ export class Fleet {
       if (spec.iamInstanceProfile !== undefined) inst.iamInstanceProfile = spec.iamInstanceProfile;
       if (spec.clientToken !== undefined) inst.clientToken = spec.clientToken;
       if (spec.userData !== undefined) inst.userData = spec.userData;
+      // Read at each launch, so a lag set at run time applies to the next launch only.
+      if (this.opts.describeLagMs > 0) inst.visibleAt = now + this.opts.describeLagMs;
       this.state.instances.push(inst);
       launched.push(inst);
     }
-    this.#afterChange();
+    this.#afterChange(launched);
     return launched;
   }
 
@@ -141,7 +145,7 @@ export class Fleet {
       }
       out.push({ inst, previous });
     }
-    this.#afterChange();
+    this.#afterChange(out.map((o) => o.inst));
     return out;
   }
 
@@ -162,12 +166,13 @@ export class Fleet {
         `${inst.console}[ 9999.000000] Kernel panic - not syncing: localcloud crash\n`,
       );
       this.#down(inst);
-      this.#afterChange();
+      this.#afterChange([inst]);
     }
     return inst;
   }
 
   createTags(ids: string[], tags: Tag[]): void {
+    const tagged: InstanceRecord[] = [];
     for (const id of ids) {
       const inst = this.state.instances.find((i) => i.id === id);
       if (!inst) continue;
@@ -176,8 +181,9 @@ export class Fleet {
         if (existing) existing.value = tag.value;
         else inst.tags.push({ ...tag });
       }
+      tagged.push(inst);
     }
-    this.#afterChange();
+    this.#afterChange(tagged);
   }
 
   /**
@@ -208,13 +214,11 @@ export class Fleet {
   /** Apply every transition that is due, then arm the timer for the next one. */
   tick(now = Date.now()): void {
     if (this.#closed) return;
-    let changedAny = false;
     for (;;) {
       const due = this.state.instances
         .filter((i) => i.dueAt !== undefined && i.dueAt <= now)
         .sort((a, b) => (a.dueAt ?? 0) - (b.dueAt ?? 0))[0];
       if (!due || due.dueAt === undefined) break;
-      changedAny = true;
       const at = due.dueAt;
       switch (due.state) {
         case "pending":
@@ -225,21 +229,24 @@ export class Fleet {
             due.console + bootLines(due.id, due.instanceType, due.privateIp, at),
           );
           this.#runUserData(due, at);
+          this.changes.instance(due);
           break;
         case "shutting-down":
           due.state = "terminated";
           due.terminatedAt = at;
           due.dueAt = at + this.opts.terminatedVisibleMs;
+          this.changes.instance(due);
           break;
         case "terminated":
           this.state.instances = this.state.instances.filter((i) => i !== due);
           this.#removeDisk(due.id);
+          this.changes.instanceRemoved(due.id);
           break;
         default:
           delete due.dueAt;
+          this.changes.instance(due);
       }
     }
-    if (changedAny) this.changed();
     this.#arm();
   }
 
@@ -248,8 +255,8 @@ export class Fleet {
     clearTimeout(this.#timer);
   }
 
-  #afterChange(): void {
-    this.changed();
+  #afterChange(changed: InstanceRecord[]): void {
+    for (const inst of changed) this.changes.instance(inst);
     this.#arm();
   }
 
@@ -320,7 +327,7 @@ export class Fleet {
         inst.console = capConsole(
           inst.console + userDataFinished(spawnNote + text, code, Date.now()),
         );
-        this.changed();
+        this.changes.instance(inst);
       })
       .catch((err: unknown) => console.error("localcloud: user data bookkeeping failed", err));
   }

@@ -1,6 +1,23 @@
+/**
+ * The local EC2/SSM/S3 stand-in (SPEC §9), as hard as AWS where the product can trip:
+ *
+ * - Lost answers: `POST /_localcloud/faults` with `loseAnswer: "drop" | "hang"` (and the usual
+ *   `service`, `action`, `times`, `probability`, `latencyMs`) performs the call, then destroys
+ *   the socket or never answers. A retried SendCommand runs again; RunInstances is saved by its
+ *   ClientToken.
+ * - Eventual consistency: `describeLagMs` (option; `GET`/`PUT /_localcloud/settings`) hides a
+ *   new instance from DescribeInstances, TerminateInstances, GetConsoleOutput and CreateTags.
+ * - Filters: no values match every instance with the attribute; at most 200 values per call.
+ * - SendCommand to a stopped, registered instance is accepted and ends TimedOut / "Delivery
+ *   Timed Out" after `deliveryTimeoutMs`; unregistered, pending or gone: InvalidInstanceId.
+ * - RunInstances knows only the catalogue (`catalogue` option, `GET`/`POST
+ *   /_localcloud/catalogue`, the defaults exported below).
+ * - State: every answer leaves after its change is in `state.json` + `state.journal`.
+ */
 import { mkdirSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
+import { Catalogue } from "./catalogue.js";
 import { CallStats } from "./control.js";
 import { FaultTable } from "./faults.js";
 import { Fleet } from "./fleet.js";
@@ -11,6 +28,15 @@ import { ObjectStore } from "./s3.js";
 import { CloudServer } from "./server.js";
 import { StateFile } from "./store.js";
 
+export {
+  al2023ImageParameter,
+  type CatalogueEntries,
+  defaultImageId,
+  defaultInstanceProfile,
+  defaultSecurityGroupId,
+  defaultSubnetId,
+  defaultVpcId,
+} from "./catalogue.js";
 export type { LocalCloudOptions } from "./options.js";
 
 export interface LocalCloud {
@@ -28,17 +54,24 @@ export interface LocalCloud {
  *
  * State is loaded from and saved to `opts.dir`, so starting again with the same dir brings the
  * instances back (running ones still running); commands that were running when the previous
- * process stopped are reported Failed with StatusDetails "Terminated".
+ * process stopped are reported Failed with StatusDetails "Terminated". Every answer is sent
+ * after the change it reports is on disk, so even a killed process forgets nothing it said.
+ *
+ * As hard as AWS, not kinder: RunInstances refuses AMIs, subnets, security groups and instance
+ * profiles outside `opts.catalogue` plus the defaults exported here; `describeLagMs` hides new
+ * instances from DescribeInstances for a while; faults can lose an answer after the action ran.
  */
 export async function startLocalCloud(options: LocalCloudOptions): Promise<LocalCloud> {
   const opts = resolveOptions(options);
   mkdirSync(join(opts.dir, "instances"), { recursive: true });
+  const catalogue = new Catalogue(opts.catalogue);
   const file = new StateFile(opts.dir);
   const loaded = file.state;
-  const changed = () => file.changed();
   const groups = new ProcessGroups();
-  const fleet = new Fleet(loaded, opts, groups, changed);
-  const runner = new CommandRunner(loaded, fleet, opts, groups, changed);
+  const fleet = new Fleet(loaded, opts, groups, file);
+  const runner = new CommandRunner(loaded, fleet, opts, groups, file);
+  // What loading changed (interrupted scripts, expired history) becomes the new snapshot.
+  file.compact();
   const cloud = new CloudServer({
     state: loaded,
     fleet,
@@ -46,14 +79,25 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
     objects: new ObjectStore(join(opts.dir, "s3")),
     faults: new FaultTable(),
     stats: new CallStats(),
+    changes: file,
+    catalogue,
+    opts,
   });
-  await new Promise<void>((resolve, reject) => {
-    cloud.server.once("error", reject);
-    cloud.server.listen(opts.port, opts.host, () => {
-      cloud.server.off("error", reject);
-      resolve();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      cloud.server.once("error", reject);
+      cloud.server.listen(opts.port, opts.host, () => {
+        cloud.server.off("error", reject);
+        resolve();
+      });
     });
-  });
+  } catch (err) {
+    // A port in use must not leave timers and the journal open behind the error.
+    fleet.close();
+    runner.close();
+    await file.close();
+    throw err;
+  }
   const { port } = cloud.server.address() as AddressInfo;
   const host = opts.host === "0.0.0.0" || opts.host === "::" ? "127.0.0.1" : opts.host;
   const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;

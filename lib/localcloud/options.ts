@@ -1,10 +1,15 @@
+import type { CatalogueEntries } from "./catalogue.js";
+
 /** Options of {@link startLocalCloud}; every delay is in milliseconds. */
 export interface LocalCloudOptions {
   /** 0 picks an ephemeral port (tests); default 4566. */
   port?: number;
   /** Default "127.0.0.1". */
   host?: string;
-  /** State dir: instances live in `<dir>/instances/<id>/`, state in `<dir>/state.json`. */
+  /**
+   * State dir: instances live in `<dir>/instances/<id>/`, state in `<dir>/state.json` plus the
+   * changes since in `<dir>/state.journal`.
+   */
   dir: string;
   /** pending → running; default 300. */
   bootDelayMs?: number;
@@ -16,6 +21,23 @@ export interface LocalCloudOptions {
   terminateDelayMs?: number;
   /** Terminated instances stay visible this long; default one hour, as AWS's "usually less than one hour". */
   terminatedVisibleMs?: number;
+  /**
+   * For this long after RunInstances the new instance is invisible to DescribeInstances (left
+   * out of filtered listings, `InvalidInstanceID.NotFound` when named) and to the calls that
+   * name it (TerminateInstances, GetConsoleOutput, CreateTags): EC2's eventual consistency
+   * (docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html). Default 0; settable at
+   * run time through `PUT /_localcloud/settings`, for the launches after.
+   */
+  describeLagMs?: number;
+  /**
+   * How long a command sent to a stopped (registered) instance waits before its invocation ends
+   * `TimedOut` / "Delivery Timed Out". SSM waits the command's TimeoutSeconds plus its
+   * executionTimeout (docs.aws.amazon.com/systems-manager/latest/userguide/monitor-commands.html);
+   * a short stand-in keeps tests fast. Default 300.
+   */
+  deliveryTimeoutMs?: number;
+  /** AMIs, security groups, subnets and instance profiles RunInstances accepts, beyond the defaults. */
+  catalogue?: CatalogueEntries;
 }
 
 export type ResolvedOptions = Required<LocalCloudOptions>;
@@ -30,5 +52,8 @@ export function resolveOptions(opts: LocalCloudOptions): ResolvedOptions {
     invocationVisibleDelayMs: opts.invocationVisibleDelayMs ?? 200,
     terminateDelayMs: opts.terminateDelayMs ?? 300,
     terminatedVisibleMs: opts.terminatedVisibleMs ?? 3_600_000,
+    describeLagMs: opts.describeLagMs ?? 0,
+    deliveryTimeoutMs: opts.deliveryTimeoutMs ?? 300,
+    catalogue: opts.catalogue ?? {},
   };
 }

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import type { Fleet } from "./fleet.js";
 import type { ResolvedOptions } from "./options.js";
 import { type ProcessGroups, readHead, type ScriptExit, type ScriptRun } from "./processes.js";
-import type { CloudState, CommandRecord, InvocationRecord } from "./store.js";
+import type { CloudState, CommandRecord, InvocationRecord, StateChanges } from "./store.js";
 
 /**
  * Output limits of GetCommandInvocation: 24,000 characters of stdout, 8,000 of stderr, and the
@@ -29,12 +29,23 @@ export interface SendSpec {
   comment: string;
   parameters: Record<string, string[]>;
   instanceIds: string[];
+  /** Instances among `instanceIds` whose agent is not there (stopped): nothing runs on them. */
+  unreachable: string[];
   timeoutSeconds: number;
   executionTimeoutSeconds: number;
   script: string;
 }
 
 type EndReason = "timeout" | "cancel" | "down";
+
+type Outcome = Pick<InvocationRecord, "status" | "statusDetails" | "responseCode">;
+
+/** How SSM ends an invocation whose agent never picked it up (see `#awaitDelivery`). */
+const deliveryTimedOut: Outcome = {
+  status: "TimedOut",
+  statusDetails: "Delivery Timed Out",
+  responseCode: -1,
+};
 
 interface Live {
   run: ScriptRun;
@@ -55,6 +66,8 @@ export function agentTruncate(text: string, maxLength: number): string {
  */
 export class CommandRunner {
   readonly #live = new Map<string, Live>();
+  /** Invocations waiting for an absent agent, by `commandId/instanceId`: their delivery timeout. */
+  readonly #undelivered = new Map<string, NodeJS.Timeout>();
   #closed = false;
 
   constructor(
@@ -62,15 +75,18 @@ export class CommandRunner {
     private readonly fleet: Fleet,
     private readonly opts: ResolvedOptions,
     private readonly groups: ProcessGroups,
-    private readonly changed: () => void,
+    private readonly changes: StateChanges,
   ) {
     const now = Date.now();
     state.commands = state.commands.filter((c) => c.requestedAt > now - historyMs);
     // Processes do not survive the previous server process; report them as the agent reports
-    // a plugin cut off by a shutdown it did not come back from.
+    // a plugin cut off by a shutdown it did not come back from. An invocation still waiting for
+    // delivery waits on: SSM's clock, not the agent's, ends it.
     for (const cmd of state.commands) {
       for (const inv of cmd.invocations) {
-        if (
+        if (inv.status === "Delayed" && inv.deliveryTimesOutAt !== undefined) {
+          this.#awaitDelivery(cmd, inv);
+        } else if (
           inv.status === "Pending" ||
           inv.status === "InProgress" ||
           inv.status === "Cancelling"
@@ -81,6 +97,7 @@ export class CommandRunner {
             responseCode: -1,
             endedAt: now,
           } satisfies Partial<InvocationRecord>);
+          changes.command(cmd);
         }
       }
     }
@@ -91,9 +108,14 @@ export class CommandRunner {
     return this.state.commands.find((c) => c.commandId === commandId);
   }
 
-  /** Start one invocation per instance. The caller has checked every instance is Online. */
+  /**
+   * One invocation per instance: started at once where the agent is Online, left waiting for
+   * delivery on the `unreachable` ones (the caller has checked every instance is one or the
+   * other).
+   */
   send(spec: SendSpec): CommandRecord {
     const now = Date.now();
+    const unreachable = new Set(spec.unreachable);
     const cmd: CommandRecord = {
       commandId: randomUUID(),
       documentName: spec.documentName,
@@ -103,19 +125,28 @@ export class CommandRunner {
       requestedAt: now,
       timeoutSeconds: spec.timeoutSeconds,
       executionTimeoutSeconds: spec.executionTimeoutSeconds,
-      invocations: spec.instanceIds.map((instanceId) => ({
-        instanceId,
-        status: "InProgress",
-        statusDetails: "InProgress",
-        responseCode: -1,
-        stdout: "",
-        stderr: "",
-        startedAt: now,
-      })),
+      invocations: spec.instanceIds.map((instanceId): InvocationRecord => {
+        const base = { instanceId, responseCode: -1, stdout: "", stderr: "" };
+        // "Delayed: The system attempted to send the command to the target, but the target
+        // wasn't available … because the node was stopped … The system will try to send the
+        // command again" (StatusDetails, API_GetCommandInvocation.html), until the delivery
+        // timeout (monitor-commands.html).
+        return unreachable.has(instanceId)
+          ? {
+              ...base,
+              status: "Delayed",
+              statusDetails: "Delayed",
+              deliveryTimesOutAt: now + this.opts.deliveryTimeoutMs,
+            }
+          : { ...base, status: "InProgress", statusDetails: "InProgress", startedAt: now };
+      }),
     };
     this.state.commands.push(cmd);
-    for (const inv of cmd.invocations) this.#start(cmd, inv, spec.script);
-    this.changed();
+    for (const inv of cmd.invocations) {
+      if (inv.status === "Delayed") this.#awaitDelivery(cmd, inv);
+      else this.#start(cmd, inv, spec.script);
+    }
+    this.changes.command(cmd);
     return cmd;
   }
 
@@ -125,14 +156,29 @@ export class CommandRunner {
    */
   invocation(commandId: string, instanceId: string): InvocationRecord | undefined {
     const cmd = this.get(commandId);
-    if (!cmd || Date.now() < cmd.requestedAt + this.opts.invocationVisibleDelayMs) return undefined;
-    return cmd.invocations.find((i) => i.instanceId === instanceId);
+    const now = Date.now();
+    if (!cmd || now < cmd.requestedAt + this.opts.invocationVisibleDelayMs) return undefined;
+    const inv = cmd.invocations.find((i) => i.instanceId === instanceId);
+    // A reader never sees a delivery timeout that is due but whose timer has not fired yet.
+    if (inv?.status === "Delayed" && (inv.deliveryTimesOutAt ?? 0) <= now) {
+      this.#endUndelivered(cmd, inv, deliveryTimedOut);
+    }
+    return inv;
   }
 
   /** Kill the process groups of the command's running invocations (all, or those named). */
   cancel(cmd: CommandRecord, instanceIds: string[] | undefined): void {
     for (const inv of cmd.invocations) {
       if (instanceIds && !instanceIds.includes(inv.instanceId)) continue;
+      if (inv.status === "Delayed") {
+        // Never delivered, so nothing to stop: it ends at once.
+        this.#endUndelivered(cmd, inv, {
+          status: "Cancelled",
+          statusDetails: "Cancelled",
+          responseCode: -1,
+        });
+        continue;
+      }
       const live = this.#live.get(key(cmd.commandId, inv.instanceId));
       if (!live || inv.status !== "InProgress") continue;
       live.reason = "cancel";
@@ -140,7 +186,7 @@ export class CommandRunner {
       inv.statusDetails = "Cancelling";
       live.run.kill();
     }
-    this.changed();
+    this.changes.command(cmd);
   }
 
   /**
@@ -150,6 +196,35 @@ export class CommandRunner {
   close(): void {
     this.#closed = true;
     for (const live of this.#live.values()) clearTimeout(live.timer);
+    for (const timer of this.#undelivered.values()) clearTimeout(timer);
+  }
+
+  /**
+   * SSM gives up on an undelivered invocation at its delivery timeout: Status TimedOut,
+   * StatusDetails "Delivery Timed Out" (monitor-commands.html; the pair as the console and API
+   * report it in aws/amazon-ssm-agent#289), ResponseCode -1 as nothing ran. The real timeout is
+   * TimeoutSeconds plus executionTimeout; `deliveryTimeoutMs` stands in for it.
+   */
+  #awaitDelivery(cmd: CommandRecord, inv: InvocationRecord): void {
+    const k = key(cmd.commandId, inv.instanceId);
+    const delay = Math.max(0, (inv.deliveryTimesOutAt ?? 0) - Date.now());
+    const timer = setTimeout(() => {
+      if (this.#closed) return;
+      this.#endUndelivered(cmd, inv, deliveryTimedOut);
+    }, delay);
+    timer.unref();
+    this.#undelivered.set(k, timer);
+  }
+
+  #endUndelivered(cmd: CommandRecord, inv: InvocationRecord, outcome: Outcome): void {
+    const k = key(cmd.commandId, inv.instanceId);
+    clearTimeout(this.#undelivered.get(k));
+    this.#undelivered.delete(k);
+    if (inv.status !== "Delayed") return;
+    Object.assign(inv, outcome);
+    inv.endedAt = Date.now();
+    delete inv.deliveryTimesOutAt;
+    this.changes.command(cmd);
   }
 
   #start(cmd: CommandRecord, inv: InvocationRecord, script: string): void {
@@ -178,18 +253,19 @@ export class CommandRunner {
     timer.unref();
     this.#live.set(k, { run, timer });
     run.done
-      .then((exit) => this.#finish(k, inv, exit, stdoutPath, stderrPath))
+      .then((exit) => this.#finish(cmd, inv, exit, stdoutPath, stderrPath))
       .catch((err: unknown) => console.error("localcloud: command bookkeeping failed", err));
   }
 
   #finish(
-    k: string,
+    cmd: CommandRecord,
     inv: InvocationRecord,
     exit: ScriptExit,
     stdoutPath: string,
     stderrPath: string,
   ): void {
     if (this.#closed) return;
+    const k = key(cmd.commandId, inv.instanceId);
     const live = this.#live.get(k);
     this.#live.delete(k);
     if (live) clearTimeout(live.timer);
@@ -209,7 +285,7 @@ export class CommandRunner {
       inv.stdout = "";
       inv.stderr = "";
     }
-    this.changed();
+    this.changes.command(cmd);
   }
 
   #instanceDown(instanceId: string): void {
@@ -226,10 +302,7 @@ function key(commandId: string, instanceId: string): string {
   return `${commandId}/${instanceId}`;
 }
 
-function outcomeOf(
-  reason: EndReason | undefined,
-  exit: ScriptExit,
-): Pick<InvocationRecord, "status" | "statusDetails" | "responseCode"> {
+function outcomeOf(reason: EndReason | undefined, exit: ScriptExit): Outcome {
   switch (reason) {
     case "timeout":
       return { status: "TimedOut", statusDetails: "Execution Timed Out", responseCode: -1 };

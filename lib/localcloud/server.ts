@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { Catalogue } from "./catalogue.js";
 import { type CallStats, handleControl } from "./control.js";
 import { ec2Error, ec2Malformed, handleEc2 } from "./ec2.js";
 import { CloudError, type WireResponse } from "./errors.js";
@@ -11,11 +12,12 @@ import {
   type ServiceName,
 } from "./faults.js";
 import type { Fleet } from "./fleet.js";
+import type { ResolvedOptions } from "./options.js";
 import { QueryParams } from "./query.js";
 import type { CommandRunner } from "./runcommand.js";
 import { type ObjectStore, parseS3Path, s3Action, s3Error, s3MalformedRaw } from "./s3.js";
 import { handleSsm, ssmError, ssmMalformed } from "./ssm.js";
-import type { CloudState } from "./store.js";
+import type { CloudState, StateFile } from "./store.js";
 
 const mib = 1024 * 1024;
 /** Local limits, not AWS ones: enough for plugin bundles and API calls, small enough to be safe. */
@@ -29,6 +31,11 @@ export interface ServerDeps {
   objects: ObjectStore;
   faults: FaultTable;
   stats: CallStats;
+  /** Every answer waits for `changes.flush()`: what a client hears of is on disk. */
+  changes: StateFile;
+  catalogue: Catalogue;
+  /** Live options; the control API's settings change them at run time. */
+  opts: ResolvedOptions;
 }
 
 /** One API call, classified: which service, which action, and how that service speaks. */
@@ -105,7 +112,8 @@ export class CloudServer {
 
     const call = this.#classify(req, method, url, target, body, requestId);
     this.deps.stats.count(call.service, call.action);
-    // Faults fire before the action runs, so a faulted call changes nothing.
+    // Faults fire before the action runs, so a faulted call changes nothing — except one that
+    // loses the answer, which lets the action run first.
     const fault = this.deps.faults.match(call.service, call.action);
     if (fault) {
       const handled = await this.#applyFault(fault, call, req, res);
@@ -115,6 +123,8 @@ export class CloudServer {
     let wire: WireResponse;
     try {
       wire = await call.run();
+      // Written before the answer leaves: the client may act on it, or the process may die.
+      this.deps.changes.flush();
     } catch (err) {
       if (err instanceof CloudError) {
         wire = call.renderError(err);
@@ -126,6 +136,12 @@ export class CloudServer {
         );
       }
     }
+    if (fault?.loseAnswer === "drop") {
+      req.socket.destroy();
+      return;
+    }
+    // "hang": the answer never leaves; the socket goes when the client gives up.
+    if (fault?.loseAnswer === "hang") return;
     send(res, method, wire, call.headers);
   }
 
@@ -289,6 +305,7 @@ export class CloudServer {
       return;
     }
     const out = handleControl(this.deps, method, path, body.toString("utf8"));
+    this.deps.changes.flush();
     sendJson(res, out.status, out.json);
   }
 }

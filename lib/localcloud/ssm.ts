@@ -180,10 +180,17 @@ function sendCommand({ fleet, runner }: SsmDeps, raw: unknown): unknown {
       'Parameter "commands" is required but was not provided.',
     );
   }
-  // Not running, not yet registered, crashed or gone: SSM says InvalidInstanceId for all of them.
+  // SSM takes instances that are "Running, Pending, Stopped, Stopping" and refuses
+  // "Shutting-down and Terminated", and any whose agent never registered (InvalidInstanceId,
+  // docs.aws.amazon.com/systems-manager/latest/APIReference/API_SendCommand.html). A pending
+  // instance has never registered here, so it is refused too. A stopped one that had registered
+  // is accepted, and its invocation waits for an agent that is not there.
   const notReady = ids.filter((id) => {
     const inst = fleet.get(id);
-    return inst?.state !== "running" || fleet.registration(inst)?.pingStatus !== "Online";
+    if (!inst) return true;
+    const ping = fleet.registration(inst)?.pingStatus;
+    if (inst.state === "running") return ping !== "Online";
+    return inst.state !== "stopped" || ping === undefined;
   });
   if (notReady.length > 0) {
     throw new CloudError(
@@ -196,6 +203,7 @@ function sendCommand({ fleet, runner }: SsmDeps, raw: unknown): unknown {
     comment: input.Comment ?? "",
     parameters,
     instanceIds: ids,
+    unreachable: ids.filter((id) => fleet.get(id)?.state !== "running"),
     timeoutSeconds: input.TimeoutSeconds ?? 3600,
     executionTimeoutSeconds: agentExecutionTimeout(parameters.executionTimeout?.[0]),
     // The agent joins the commands with newlines into _script.sh (pluginutil.CreateScriptFile).

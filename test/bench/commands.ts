@@ -1,6 +1,7 @@
 import { RunInstancesCommand } from "@aws-sdk/client-ec2";
 import { pingStatuses, runCommand } from "../../lib/compute/commands.js";
 import { program, sh } from "../../lib/compute/script.js";
+import { defaultImageId } from "../../lib/localcloud/index.js";
 import { createWorld, median, round } from "./support.js";
 
 export interface CommandFigures {
@@ -17,7 +18,7 @@ export async function benchCommands(runs = 10, commandMs = 1000): Promise<Comman
   try {
     const out = await world.deps.aws.ec2.send(
       new RunInstancesCommand({
-        ImageId: "ami-0123456789abcdef0",
+        ImageId: defaultImageId,
         InstanceType: "t3.small",
         MinCount: 1,
         MaxCount: 1,

@@ -1,4 +1,5 @@
 import { type EC2Client, RunInstancesCommand, type Tag } from "@aws-sdk/client-ec2";
+import { defaultImageId } from "../../lib/localcloud/index.js";
 
 /**
  * Launches `count` instances through the real SDK, 20 per RunInstances call (the local cloud's
@@ -14,7 +15,7 @@ export async function launchInstances(
     const n = Math.min(20, count - ids.length);
     const out = await ec2.send(
       new RunInstancesCommand({
-        ImageId: "ami-0123456789abcdef0",
+        ImageId: defaultImageId,
         InstanceType: "t3.small",
         MinCount: n,
         MaxCount: n,

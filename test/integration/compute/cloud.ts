@@ -39,6 +39,8 @@ export interface FaultSpec {
   latencyMs?: number;
   hang?: boolean;
   malformed?: boolean;
+  /** Perform the call, then drop the connection or never answer. */
+  loseAnswer?: "drop" | "hang";
 }
 
 /** What `GET /_localcloud/instances` reports about one instance. */
@@ -52,6 +54,8 @@ export interface InstanceView {
   ssmPingStatus: string | null;
   imageId: string;
   instanceType: string;
+  /** Whether DescribeInstances lists it yet (`describeLagMs`). */
+  describable: boolean;
 }
 
 export interface ComputeCloud {

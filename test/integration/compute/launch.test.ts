@@ -18,6 +18,12 @@ import {
   UserDataTooLargeError,
 } from "../../../lib/compute/user-data.js";
 import {
+  defaultImageId,
+  defaultInstanceProfile,
+  defaultSecurityGroupId,
+  defaultSubnetId,
+} from "../../../lib/localcloud/index.js";
+import {
   type ComputeCloud,
   type ComputeDeps,
   startComputeCloud,
@@ -28,13 +34,15 @@ import {
 // Launch, terminate and console against the local cloud's EC2 through the real SDK.
 
 const GRACE_SECONDS = 120;
+/** A second subnet the cloud's catalogue learns, so spreading over two subnets can be seen. */
+const otherSubnetId = "subnet-0b1c2d3e4f5a60719";
 const env = {
   LAUNCH_GRACE_SECONDS: String(GRACE_SECONDS),
   DEPLOYMENT_ID: "launch-test",
-  WORKSPACE_AMI: "ami-0123456789abcdef0",
-  WORKSPACE_SUBNET_IDS: "subnet-a,subnet-b",
-  WORKSPACE_SECURITY_GROUP_IDS: "sg-1",
-  WORKSPACE_INSTANCE_PROFILE: "workspace-profile",
+  WORKSPACE_AMI: defaultImageId,
+  WORKSPACE_SUBNET_IDS: `${defaultSubnetId},${otherSubnetId}`,
+  WORKSPACE_SECURITY_GROUP_IDS: defaultSecurityGroupId,
+  WORKSPACE_INSTANCE_PROFILE: defaultInstanceProfile,
 };
 
 let c: ComputeCloud;
@@ -60,7 +68,7 @@ const byToken = async (token: string) =>
 const ago = (seconds: number) => new Date(Date.now() - seconds * 1000);
 
 beforeAll(async () => {
-  c = await startComputeCloud();
+  c = await startComputeCloud({ catalogue: { subnetIds: [otherSubnetId] } });
   deps = c.deps({ env });
 });
 
@@ -96,9 +104,11 @@ describe("runInstance", () => {
       .ec2.send(new DescribeInstancesCommand({ InstanceIds: [id] }));
     const inst = described.Reservations?.[0]?.Instances?.[0];
     expect(inst?.MetadataOptions?.HttpTokens).toBe("required");
-    expect(inst?.IamInstanceProfile?.Arn).toMatch(/instance-profile\/workspace-profile$/);
-    expect(["subnet-a", "subnet-b"]).toContain(inst?.SubnetId);
-    expect(inst?.SecurityGroups?.map((g) => g.GroupId)).toEqual(["sg-1"]);
+    expect(inst?.IamInstanceProfile?.Arn).toMatch(
+      new RegExp(`instance-profile/${defaultInstanceProfile}$`),
+    );
+    expect([defaultSubnetId, otherSubnetId]).toContain(inst?.SubnetId);
+    expect(inst?.SecurityGroups?.map((g) => g.GroupId)).toEqual([defaultSecurityGroupId]);
   });
 
   it("is idempotent: the same ClientToken twice gives the same single instance", async () => {

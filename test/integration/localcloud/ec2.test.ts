@@ -11,15 +11,26 @@ import {
   TerminateInstancesCommand,
 } from "@aws-sdk/client-ec2";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  defaultImageId,
+  defaultInstanceProfile,
+  defaultSecurityGroupId,
+  defaultSubnetId,
+} from "../../../lib/localcloud/index.js";
 import { failure, launch, startTestCloud, stateOf, type TestCloud, waitFor } from "./harness.js";
 
 const b64 = (s: string) => Buffer.from(s).toString("base64");
+/** A second security group the catalogue learns through the `catalogue` option. */
+const otherGroupId = "sg-0b1c2d3e4f5a60719";
 
 let t: TestCloud;
 
 beforeAll(async () => {
   // A short visibility window so "terminated, then gone" fits in a test.
-  t = await startTestCloud({ terminatedVisibleMs: 1_000 });
+  t = await startTestCloud({
+    terminatedVisibleMs: 1_000,
+    catalogue: { securityGroupIds: [otherGroupId] },
+  });
 });
 
 afterAll(async () => {
@@ -30,13 +41,13 @@ describe("RunInstances", () => {
   it("launches a pending instance that boots to running with everything asked for stored", async () => {
     // Prepare
     const input = {
-      ImageId: "ami-0123456789abcdef0",
+      ImageId: defaultImageId,
       InstanceType: "t3.small" as const,
       MinCount: 1,
       MaxCount: 1,
-      SubnetId: "subnet-0abc",
-      SecurityGroupIds: ["sg-1", "sg-2"],
-      IamInstanceProfile: { Name: "workspace-profile" },
+      SubnetId: defaultSubnetId,
+      SecurityGroupIds: [defaultSecurityGroupId, otherGroupId],
+      IamInstanceProfile: { Name: defaultInstanceProfile },
       MetadataOptions: { HttpTokens: "required" as const, HttpPutResponseHopLimit: 2 },
       TagSpecifications: [
         {
@@ -58,10 +69,13 @@ describe("RunInstances", () => {
     expect(inst?.InstanceId).toMatch(/^i-[0-9a-f]{17}$/);
     expect(inst?.State).toEqual({ Code: 0, Name: "pending" });
     expect(inst?.InstanceType).toBe("t3.small");
-    expect(inst?.SubnetId).toBe("subnet-0abc");
-    expect(inst?.SecurityGroups?.map((g) => g.GroupId)).toEqual(["sg-1", "sg-2"]);
+    expect(inst?.SubnetId).toBe(defaultSubnetId);
+    expect(inst?.SecurityGroups?.map((g) => g.GroupId)).toEqual([
+      defaultSecurityGroupId,
+      otherGroupId,
+    ]);
     expect(inst?.IamInstanceProfile?.Arn).toBe(
-      "arn:aws:iam::123456789012:instance-profile/workspace-profile",
+      `arn:aws:iam::123456789012:instance-profile/${defaultInstanceProfile}`,
     );
     expect(inst?.MetadataOptions?.HttpTokens).toBe("required");
     expect(inst?.MetadataOptions?.HttpPutResponseHopLimit).toBe(2);
@@ -376,7 +390,11 @@ describe("TerminateInstances", () => {
       100,
     );
     expect(gone.message).toContain(id);
-    expect(existsSync(join(t.dir, "instances", id))).toBe(false);
+    // The disk goes with the instance, removed in the background right after.
+    const diskGone = await waitFor(() =>
+      existsSync(join(t.dir, "instances", id)) ? undefined : true,
+    );
+    expect(diskGone).toBe(true);
   });
 });
 

@@ -3,6 +3,7 @@ import { GetObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3
 import { DescribeInstanceInformationCommand, SSMClient } from "@aws-sdk/client-ssm";
 import { NodeHttpHandler } from "@smithy/node-http-handler";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { defaultImageId } from "../../../lib/localcloud/index.js";
 import { clientConfig, failure, startTestCloud, type TestCloud } from "./harness.js";
 
 let t: TestCloud;
@@ -223,7 +224,7 @@ describe("fault kinds", () => {
     const runErr = await failure(
       ec2Once.send(
         new RunInstancesCommand({
-          ImageId: "ami-0123456789abcdef0",
+          ImageId: defaultImageId,
           MinCount: 1,
           MaxCount: 1,
           TagSpecifications: [

@@ -6,6 +6,7 @@ import { DescribeInstancesCommand, EC2Client, RunInstancesCommand } from "@aws-s
 import { S3Client } from "@aws-sdk/client-s3";
 import { DescribeInstanceInformationCommand, SSMClient } from "@aws-sdk/client-ssm";
 import {
+  defaultImageId,
   type LocalCloud,
   type LocalCloudOptions,
   startLocalCloud,
@@ -88,7 +89,7 @@ export async function launch(
 ): Promise<string> {
   const out = await t.ec2.send(
     new RunInstancesCommand({
-      ImageId: "ami-0123456789abcdef0",
+      ImageId: defaultImageId,
       InstanceType: "t3.micro",
       MinCount: 1,
       MaxCount: 1,
