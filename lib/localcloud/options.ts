@@ -16,6 +16,17 @@ export interface LocalCloudOptions {
   terminateDelayMs?: number;
   /** Terminated instances stay visible this long; default one hour, as AWS's "usually less than one hour". */
   terminatedVisibleMs?: number;
+  /**
+   * The access keys S3 knows, access key id → secret access key; a request signed with any other
+   * key is refused (`InvalidAccessKeyId`). Default `{local: "local"}`, what `npm start` signs with.
+   */
+  credentials?: Record<string, string>;
+  /**
+   * Buckets that exist from the start, as if made by CreateBucket. Buckets are directories under
+   * `<dir>/s3/`, so they (and the ones CreateBucket made) persist across restarts; any other
+   * bucket answers `NoSuchBucket`.
+   */
+  buckets?: string[];
 }
 
 export type ResolvedOptions = Required<LocalCloudOptions>;
@@ -30,5 +41,7 @@ export function resolveOptions(opts: LocalCloudOptions): ResolvedOptions {
     invocationVisibleDelayMs: opts.invocationVisibleDelayMs ?? 200,
     terminateDelayMs: opts.terminateDelayMs ?? 300,
     terminatedVisibleMs: opts.terminatedVisibleMs ?? 3_600_000,
+    credentials: opts.credentials ?? { local: "local" },
+    buckets: opts.buckets ?? [],
   };
 }
