@@ -196,7 +196,7 @@ describe("streaming to disk", () => {
     expect(res.closed).toBe(true);
   });
 
-  it("takes exactly 5 GiB as the limit: one byte more is too large", async () => {
+  it("starts writing a declared body of exactly 5 GiB: the limit is inclusive", async () => {
     // Exactly 5 GiB declared is taken; only the first bytes are sent, then the client leaves.
     const url = await getSignedUrl(plain, new PutObjectCommand({ Bucket: bucket, Key: "edge" }), {
       expiresIn: 60,
