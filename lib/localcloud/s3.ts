@@ -1,5 +1,4 @@
 import { createHash, randomUUID } from "node:crypto";
-import { mkdirSync } from "node:fs";
 import {
   type FileHandle,
   mkdir,
@@ -159,7 +158,7 @@ export class ObjectStore {
    * metadata temp files, data files no metadata names. Run once, before serving.
    */
   async open(): Promise<void> {
-    mkdirSync(this.#root, { recursive: true });
+    await mkdir(this.#root, { recursive: true });
     for (const bucket of this.#buckets) await mkdir(join(this.#root, bucket), { recursive: true });
     for (const entry of await readdir(this.#root, { withFileTypes: true })) {
       if (entry.isDirectory()) await this.#sweep(join(this.#root, entry.name));
