@@ -24,9 +24,4 @@ export class KeyedLock {
       if (this.#tails.get(key) === tail) this.#tails.delete(key);
     }
   }
-
-  /** Keys with a section running or waiting. */
-  get size(): number {
-    return this.#tails.size;
-  }
 }

@@ -22,8 +22,6 @@ import { el, leaf } from "./xml.js";
 
 /** The S3 REST API of the local cloud, path style only: `/<bucket>/<key>`. */
 
-export { maxPresignExpiresSeconds } from "./sigv4.js";
-
 /** "The name for a key is a sequence of Unicode characters whose UTF-8 encoding is at most 1,024 bytes long" (object-keys.html). */
 const maxKeyBytes = 1024;
 /**

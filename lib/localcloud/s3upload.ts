@@ -15,7 +15,8 @@ import type { PayloadHash } from "./sigv4.js";
 
 /**
  * "You can upload a single object up to 5 GB in size" with one PUT
- * (docs.aws.amazon.com/AmazonS3/latest/userguide/upload-objects.html); S3's GB here is 2^30 bytes.
+ * (docs.aws.amazon.com/AmazonS3/latest/userguide/upload-objects.html). The GB is 2^30 bytes: the
+ * multipart limits table of …/userguide/qfacts.html gives the same bound as 5 GiB.
  */
 export const maxPutObjectBytes = 5 * 1024 ** 3;
 

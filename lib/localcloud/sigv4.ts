@@ -14,12 +14,12 @@ import { CloudError } from "./errors.js";
  */
 
 /** Presigned URLs live 1 s to 7 days (AmazonS3/latest/API/sigv4-query-string-auth.html). */
-export const maxPresignExpiresSeconds = 604_800;
+const maxPresignExpiresSeconds = 604_800;
 /**
  * A header-signed request is valid within 15 minutes of its timestamp
  * (AmazonS3/latest/API/sig-v4-authenticating-requests.html, "Protect against reuse").
  */
-export const maxClockSkewMs = 15 * 60 * 1000;
+const maxClockSkewMs = 15 * 60 * 1000;
 
 const algorithm = "AWS4-HMAC-SHA256";
 
