@@ -32,7 +32,11 @@ config.platformUrl ??= `http://127.0.0.1:${config.port}`;
 const log = createLog("local", config.logLevel);
 
 const cloud = config.localCloud
-  ? await startLocalCloud({ port: config.localCloudPort, dir: resolve(config.localCloudDir) })
+  ? await startLocalCloud({
+      port: config.localCloudPort,
+      dir: resolve(config.localCloudDir),
+      buckets: [config.stagingBucket],
+    })
   : undefined;
 const aws = createAwsClients({
   region: config.awsRegion,

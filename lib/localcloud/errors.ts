@@ -1,3 +1,5 @@
+import type { Readable } from "node:stream";
+
 /**
  * An error the simulated service answers with. Each service renders it in its own wire shape
  * (EC2 `<Response><Errors>…`, SSM `{"__type"…}`, S3 `<Error>…`), so the SDK maps `code` to
@@ -16,9 +18,9 @@ export class CloudError extends Error {
   }
 }
 
-/** A response ready to be written to the socket. */
+/** A response ready to be written to the socket; a stream body (an S3 object) is piped. */
 export interface WireResponse {
   status: number;
   headers: Record<string, string>;
-  body: string | Buffer;
+  body: string | Buffer | Readable;
 }

@@ -50,7 +50,9 @@ export interface LocalCloud {
 
 /**
  * Start the local cloud: EC2, SSM and S3 on one loopback port, for the unmodified AWS SDK v3
- * clients (`endpoint: cloud.url`, any credentials, S3 with `forcePathStyle: true`).
+ * clients (`endpoint: cloud.url`, S3 with `forcePathStyle: true`). S3 checks every signature
+ * against `opts.credentials` (default `local`/`local`) and knows only the buckets created by
+ * CreateBucket or listed in `opts.buckets`; EC2 and SSM take any credentials.
  *
  * State is loaded from and saved to `opts.dir`, so starting again with the same dir brings the
  * instances back (running ones still running); commands that were running when the previous
@@ -65,6 +67,13 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
   const opts = resolveOptions(options);
   mkdirSync(join(opts.dir, "instances"), { recursive: true });
   const catalogue = new Catalogue(opts.catalogue);
+  // First, so that a bad bucket name refuses the start before any timer runs.
+  const objects = new ObjectStore({
+    root: join(opts.dir, "s3"),
+    credentials: opts.credentials,
+    buckets: opts.buckets,
+  });
+  await objects.open();
   const file = new StateFile(opts.dir);
   const loaded = file.state;
   const groups = new ProcessGroups();
@@ -76,7 +85,7 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
     state: loaded,
     fleet,
     runner,
-    objects: new ObjectStore(join(opts.dir, "s3")),
+    objects,
     faults: new FaultTable(),
     stats: new CallStats(),
     changes: file,

@@ -8,7 +8,7 @@ const dir = resolve(process.env.LOCALCLOUD_DIR ?? "./.data/localcloud");
 const cloud = await startLocalCloud({ port, dir });
 console.log(`localcloud listening on ${cloud.url} (state in ${cloud.dir})`);
 console.log(
-  `  export AWS_ENDPOINT_URL=${cloud.url} AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test`,
+  `  export AWS_ENDPOINT_URL=${cloud.url} AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local`,
 );
 
 let stopping = false;

@@ -38,6 +38,17 @@ export interface LocalCloudOptions {
   deliveryTimeoutMs?: number;
   /** AMIs, security groups, subnets and instance profiles RunInstances accepts, beyond the defaults. */
   catalogue?: CatalogueEntries;
+  /**
+   * The access keys S3 knows, access key id → secret access key; a request signed with any other
+   * key is refused (`InvalidAccessKeyId`). Default `{local: "local"}`, what `npm start` signs with.
+   */
+  credentials?: Record<string, string>;
+  /**
+   * Buckets that exist from the start, as if made by CreateBucket. Buckets are directories under
+   * `<dir>/s3/`, so they (and the ones CreateBucket made) persist across restarts; any other
+   * bucket answers `NoSuchBucket`.
+   */
+  buckets?: string[];
 }
 
 export type ResolvedOptions = Required<LocalCloudOptions>;
@@ -55,5 +66,7 @@ export function resolveOptions(opts: LocalCloudOptions): ResolvedOptions {
     describeLagMs: opts.describeLagMs ?? 0,
     deliveryTimeoutMs: opts.deliveryTimeoutMs ?? 300,
     catalogue: opts.catalogue ?? {},
+    credentials: opts.credentials ?? { local: "local" },
+    buckets: opts.buckets ?? [],
   };
 }

@@ -1,5 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import type { Catalogue } from "./catalogue.js";
 import { type CallStats, handleControl } from "./control.js";
 import { ec2Error, ec2Malformed, handleEc2 } from "./ec2.js";
@@ -20,8 +22,7 @@ import { handleSsm, ssmError, ssmMalformed } from "./ssm.js";
 import type { CloudState, StateFile } from "./store.js";
 
 const mib = 1024 * 1024;
-/** Local limits, not AWS ones: enough for plugin bundles and API calls, small enough to be safe. */
-export const maxS3PutBytes = 10 * mib;
+/** A local limit for EC2 and SSM calls, not an AWS one. S3 bodies are bounded by s3.ts. */
 export const maxRequestBytes = 1 * mib;
 
 export interface ServerDeps {
@@ -49,6 +50,8 @@ interface Call {
 }
 
 class PayloadTooLarge extends Error {}
+
+const noBody = Buffer.alloc(0);
 
 /**
  * The HTTP front of the local cloud. Written on node:http rather than Hono because the
@@ -100,14 +103,16 @@ export class CloudServer {
 
     const target = header(req, "x-amz-target");
     const guess: ServiceName = target ? "ssm" : method === "POST" ? "ec2" : "s3";
-    const limit = guess === "s3" && method === "PUT" ? maxS3PutBytes : maxRequestBytes;
-    let body: Buffer;
-    try {
-      body = await readBody(req, limit);
-    } catch (err) {
-      if (!(err instanceof PayloadTooLarge)) throw err;
-      this.#tooLarge(req, res, guess, method, requestId, limit);
-      return;
+    // An S3 body (a PutObject of up to 5 GiB) is left unread here: the object store streams it.
+    let body: Buffer | undefined;
+    if (guess !== "s3") {
+      try {
+        body = await readBody(req, maxRequestBytes);
+      } catch (err) {
+        if (!(err instanceof PayloadTooLarge)) throw err;
+        this.#tooLarge(req, res, guess, method, requestId, maxRequestBytes);
+        return;
+      }
     }
 
     const call = this.#classify(req, method, url, target, body, requestId);
@@ -142,15 +147,22 @@ export class CloudServer {
     }
     // "hang": the answer never leaves; the socket goes when the client gives up.
     if (fault?.loseAnswer === "hang") return;
+    if (body === undefined && !req.complete) {
+      // The store left the rest of an oversized S3 body unread: the connection cannot go on.
+      res.on("finish", () => req.socket.destroy());
+      send(res, method, wire, { ...call.headers, connection: "close" });
+      return;
+    }
     send(res, method, wire, call.headers);
   }
 
+  /** `body` is undefined when it was left unread for the S3 object store. */
   #classify(
     req: IncomingMessage,
     method: string,
     url: URL,
     target: string | undefined,
-    body: Buffer,
+    body: Buffer | undefined,
     requestId: string,
   ): Call {
     const { deps } = this;
@@ -159,14 +171,14 @@ export class CloudServer {
       return {
         service: "ssm",
         action,
-        run: () => handleSsm(deps, action, body.toString("utf8")),
+        run: () => handleSsm(deps, action, (body ?? noBody).toString("utf8")),
         renderError: (err) => ssmError(err),
         malformed: () => ssmMalformed(),
         headers: { "x-amzn-requestid": requestId },
       };
     }
     if (method === "POST") {
-      const params = QueryParams.parse(body.toString("utf8"));
+      const params = QueryParams.parse((body ?? noBody).toString("utf8"));
       const action = params.get("Action");
       if (action !== undefined) {
         return {
@@ -183,9 +195,14 @@ export class CloudServer {
       "x-amz-request-id": requestId,
       "x-amz-id-2": Buffer.from(requestId).toString("base64"),
     };
+    // The signature covers the path and query as sent, so they are taken before URL normalises them.
+    const sent = req.url?.startsWith("/") ? req.url : `${url.pathname}${url.search}`;
+    const q = sent.indexOf("?");
+    const rawPath = q < 0 ? sent : sent.slice(0, q);
+    const rawQuery = q < 0 ? "" : sent.slice(q + 1);
     let path: { bucket: string; key: string };
     try {
-      path = parseS3Path(url.pathname);
+      path = parseS3Path(rawPath);
     } catch {
       return {
         service: "s3",
@@ -207,9 +224,10 @@ export class CloudServer {
           method,
           bucket: path.bucket,
           key: path.key,
-          query: url.searchParams,
+          rawPath,
+          rawQuery,
           headers: req.headers,
-          body,
+          body: body === undefined ? req : Readable.from(body.byteLength > 0 ? [body] : []),
         }),
       renderError: (err) => s3Error(err, requestId, method),
       malformed: () => ({ raw: s3MalformedRaw }),
@@ -351,13 +369,29 @@ function send(
   wire: WireResponse,
   extra: Record<string, string>,
 ): void {
-  if (res.headersSent || res.destroyed) return;
+  const { body } = wire;
+  if (res.headersSent || res.destroyed) {
+    if (body instanceof Readable) body.destroy();
+    return;
+  }
   const headers: Record<string, string> = { ...extra, ...wire.headers };
+  if (body instanceof Readable) {
+    // An S3 object streamed from disk; its length is in the headers. A read error or a client
+    // that goes away ends both sides.
+    res.writeHead(wire.status, headers);
+    if (method === "HEAD") {
+      body.destroy();
+      res.end();
+      return;
+    }
+    pipeline(body, res).catch(() => res.destroy());
+    return;
+  }
   if (headers["content-length"] === undefined) {
-    headers["content-length"] = String(Buffer.byteLength(wire.body));
+    headers["content-length"] = String(Buffer.byteLength(body));
   }
   res.writeHead(wire.status, headers);
-  res.end(method === "HEAD" ? undefined : wire.body);
+  res.end(method === "HEAD" ? undefined : body);
 }
 
 function sendJson(res: ServerResponse, status: number, json: unknown): void {

@@ -24,9 +24,12 @@ export interface World {
 
 export async function createWorld(env: Record<string, string> = {}): Promise<World> {
   const dir = mkdtempSync(join(tmpdir(), "wcp-bench-"));
+  const config = testConfig({ LAUNCH_GRACE_SECONDS: "1", INSTALL_SYNC_WAIT_SECONDS: "25", ...env });
   const cloud = await startLocalCloud({
     port: 0,
     dir,
+    credentials: { bench: "bench" },
+    buckets: [config.stagingBucket],
     bootDelayMs: 10,
     ssmOnlineDelayMs: 10,
     invocationVisibleDelayMs: 200,
@@ -50,7 +53,7 @@ export async function createWorld(env: Record<string, string> = {}): Promise<Wor
     aws,
     clock: systemClock,
     log: silentLog,
-    config: testConfig({ LAUNCH_GRACE_SECONDS: "1", INSTALL_SYNC_WAIT_SECONDS: "25", ...env }),
+    config,
   };
   const control = async (path: string, init: { method?: string; body?: unknown } = {}) => {
     const res = await fetch(`${cloud.url}/_localcloud${path}`, {

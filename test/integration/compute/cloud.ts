@@ -86,11 +86,22 @@ export const fastCloud = {
   terminateDelayMs: 50,
 } satisfies Partial<LocalCloudOptions>;
 
+/** The key the clients sign with; the cloud's S3 verifies every signature against it. */
+const credentials = { accessKeyId: "t", secretAccessKey: "t" };
+
 export async function startComputeCloud(
   opts: Partial<Omit<LocalCloudOptions, "dir" | "port">> = {},
 ): Promise<ComputeCloud> {
   const dir = await mkdtemp(join(tmpdir(), "compute-test-"));
-  const cloud = await startLocalCloud({ port: 0, ...fastCloud, ...opts, dir });
+  const cloud = await startLocalCloud({
+    port: 0,
+    ...fastCloud,
+    credentials: { [credentials.accessKeyId]: credentials.secretAccessKey },
+    // S3 knows only the buckets it was given: the staging bucket of the test settings.
+    buckets: [testConfig().stagingBucket],
+    ...opts,
+    dir,
+  });
   const made: AwsClients[] = [];
 
   const control = async <T>(method: string, path: string, body?: unknown): Promise<T> => {
@@ -110,7 +121,7 @@ export async function startComputeCloud(
     const aws = createAwsClients({
       region: "us-east-1",
       endpoint: cloud.url,
-      credentials: { accessKeyId: "t", secretAccessKey: "t" },
+      credentials,
       maxAttempts: settings.maxAttempts ?? 3,
       requestTimeoutMs: settings.requestTimeoutMs ?? 5_000,
       connectionTimeoutMs: settings.connectionTimeoutMs ?? 2_000,

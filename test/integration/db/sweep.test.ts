@@ -78,6 +78,7 @@ beforeAll(async () => {
   cloud = await startLocalCloud({
     port: 0,
     dir,
+    credentials: { t: "t" },
     bootDelayMs: 20,
     ssmOnlineDelayMs: 20,
     terminateDelayMs: 20,

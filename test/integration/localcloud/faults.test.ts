@@ -13,7 +13,7 @@ let ssmOnce: SSMClient;
 let s3Once: S3Client;
 
 beforeAll(async () => {
-  t = await startTestCloud();
+  t = await startTestCloud({ buckets: ["faulty"] });
   const once = { ...clientConfig(t.cloud), maxAttempts: 1 };
   ec2Once = new EC2Client(once);
   ssmOnce = new SSMClient(once);

@@ -17,6 +17,8 @@ import { waitFor } from "../../support/wait.js";
 export { waitFor };
 
 export const credentials = { accessKeyId: "test", secretAccessKey: "test" };
+/** The same key as the cloud's `credentials` option: S3 verifies every signature. */
+export const knownKeys = { [credentials.accessKeyId]: credentials.secretAccessKey };
 
 /** Client config for the local cloud, the way the application builds it. */
 export function clientConfig(cloud: LocalCloud) {
@@ -50,7 +52,13 @@ export async function startTestCloud(
   opts: Partial<LocalCloudOptions> & { dir?: string } = {},
 ): Promise<TestCloud> {
   const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), "localcloud-test-")));
-  const cloud = await startLocalCloud({ port: 0, ...fastDelays, ...opts, dir });
+  const cloud = await startLocalCloud({
+    port: 0,
+    ...fastDelays,
+    credentials: knownKeys,
+    ...opts,
+    dir,
+  });
   return wrap(cloud, dir);
 }
 

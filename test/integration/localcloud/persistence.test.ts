@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startLocalCloud } from "../../../lib/localcloud/index.js";
 import {
   fastDelays,
+  knownKeys,
   launchOnline,
   processAlive,
   type TestCloud,
@@ -32,7 +33,16 @@ afterAll(async () => {
 });
 
 async function start(): Promise<TestCloud> {
-  current = wrap(await startLocalCloud({ port: 0, dir, ...fastDelays }), dir);
+  current = wrap(
+    await startLocalCloud({
+      port: 0,
+      dir,
+      ...fastDelays,
+      credentials: knownKeys,
+      buckets: ["persist"],
+    }),
+    dir,
+  );
   return current;
 }
 

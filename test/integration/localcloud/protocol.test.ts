@@ -1,7 +1,9 @@
-import { mkdir, writeFile } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { DescribeInstancesCommand } from "@aws-sdk/client-ec2";
-import { PutObjectCommand } from "@aws-sdk/client-s3";
+import { ListObjectsV2Command, PutObjectCommand } from "@aws-sdk/client-s3";
+import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { failure, launch, startTestCloud, type TestCloud } from "./harness.js";
 
@@ -10,7 +12,7 @@ import { failure, launch, startTestCloud, type TestCloud } from "./harness.js";
 let t: TestCloud;
 
 beforeAll(async () => {
-  t = await startTestCloud();
+  t = await startTestCloud({ buckets: ["some-bucket", "blocked-bucket", "open-bucket"] });
 });
 
 afterAll(async () => {
@@ -92,7 +94,10 @@ describe("SSM wire format", () => {
 
 describe("S3 wire format and the control listing", () => {
   it("answers NotImplemented for an unsupported S3 request and InvalidBucketName for a bad bucket", async () => {
-    const list = await fetch(`${t.cloud.url}/some-bucket`);
+    const listUrl = await getSignedUrl(t.s3, new ListObjectsV2Command({ Bucket: "some-bucket" }), {
+      expiresIn: 60,
+    });
+    const list = await fetch(listUrl);
     expect(list.status).toBe(501);
     expect(await list.text()).toContain("<Code>NotImplemented</Code>");
     const bad = await fetch(`${t.cloud.url}/Bad_Bucket/key`);
@@ -101,9 +106,9 @@ describe("S3 wire format and the control listing", () => {
   });
 
   it("turns an internal failure into a 500 InternalError and keeps serving", async () => {
-    // A plain file where the bucket directory should go makes the write fail inside the server.
-    await mkdir(join(t.dir, "s3"), { recursive: true });
-    await writeFile(join(t.dir, "s3", "blocked-bucket"), "not a directory");
+    // A directory where the object's metadata file should go makes the write fail inside the server.
+    const metaName = `${createHash("sha256").update("k").digest("hex")}.json`;
+    await mkdir(join(t.dir, "s3", "blocked-bucket", metaName), { recursive: true });
     const err = await failure(
       t.s3.send(new PutObjectCommand({ Bucket: "blocked-bucket", Key: "k", Body: "x" })),
     );
