@@ -6,8 +6,8 @@ import { describeAwsError, isTransientAwsError } from "./errors.js";
 /**
  * The staging bucket (`STAGING_BUCKET`): how plugin archives reach instances and external
  * agents. An instance fetches a presigned GET with plain `curl`, so it needs no S3 permission of
- * its own, and no payload ever travels inside an SSM document (64 KB limit). The bucket's
- * lifecycle rule expires objects after a day, so nothing here deletes them.
+ * its own, and no payload ever travels inside an SSM document (64 KB limit). Archives are kept
+ * (content-addressed, one object per plugin version): a restart re-applies plugins from them.
  */
 
 export type PutOutcome =

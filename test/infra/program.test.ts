@@ -194,10 +194,8 @@ describe("the SST program", () => {
     }
   });
 
-  it("expires staged objects after a day and allows neither public nor plain-HTTP access", () => {
-    expect(
-      one("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration").inputs.rules,
-    ).toEqual([{ id: "expire-staged-plugins", status: "Enabled", expiration: { days: 1 } }]);
+  it("keeps staged archives (restarts re-apply them) and allows neither public nor plain-HTTP access", () => {
+    expect(all("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")).toEqual([]);
     expect(one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock").inputs).toMatchObject({
       blockPublicAcls: true,
       blockPublicPolicy: true,

@@ -3,7 +3,7 @@ import { join, resolve } from "node:path";
 import { PutObjectCommand } from "@aws-sdk/client-s3";
 import { eq } from "drizzle-orm";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { workspacePlugins } from "../../../lib/db/schema.js";
+import { workspacePlugins, workspaces } from "../../../lib/db/schema.js";
 import type { Deps } from "../../../lib/deps.js";
 import { createApp } from "../../../lib/http/app.js";
 import { stagedArchiveKey } from "../../../lib/plugins/install.js";
@@ -11,6 +11,7 @@ import { type DriveOutcome, driveOperation } from "../../../lib/plugins/operatio
 import { getWorkspacePlugin } from "../../../lib/plugins/records.js";
 import { defaultSourceRegistry, type PluginSource } from "../../../lib/plugins/sources.js";
 import { packPlugin, stagePlugin } from "../../../lib/plugins/staging.js";
+import { runSweep } from "../../../lib/sweep/run.js";
 import { ADMIN_TOKEN, createTestContext, dbKind, type TestContext } from "../../support/context.js";
 import {
   githubTarball,
@@ -533,6 +534,81 @@ describe(`plugins end to end over ${dbKind()}`, () => {
         fresh: ["failed", expect.stringMatching(/workspace was removed/)],
         stale: ["failed", expect.stringMatching(/did not finish/)],
       });
+    });
+  });
+
+  describe("a restart", () => {
+    /** Sweeps readiness and plugins until the record reads `state`, like the schedule would. */
+    async function sweepUntil(deps: Deps, id: string, state: string) {
+      return waitFor(async () => {
+        await runSweep(deps, {
+          budget: { remainingMs: () => 60_000 },
+          passes: ["readiness", "plugins"],
+        });
+        const listed = await rows(id);
+        return listed.every((r) => r.state === state) ? listed : undefined;
+      }, 15_000);
+    }
+
+    it("re-applies the installed plugins to the new, empty instance once it is online", async () => {
+      // Prepare
+      const ws = await createRunning();
+      expect((await install(ws.id, { source: "local://code-review" })).status).toBe(200);
+
+      // Act
+      const restarted = await t.admin("POST", `/workspaces/${ws.id}/restart`);
+      const during = await rows(ws.id);
+      const { workspace } = (await restarted.json()) as { workspace: { instanceId: string } };
+      const done = await sweepUntil(t.deps, ws.id, "installed");
+
+      // Assess: the record waited for the new instance, then was installed there.
+      expect(restarted.status).toBe(202);
+      expect(during.map((r) => [r.state, r.commandId, r.instanceId])).toEqual([
+        ["installing", null, null],
+      ]);
+      expect(done.map((r) => [r.name, r.version, r.instanceId])).toEqual([
+        ["code-review", "1.2.0", workspace.instanceId],
+      ]);
+      const dir = (await c.instance(workspace.instanceId)).dir;
+      expect(await readFile(join(dir, "configs/skills/review/SKILL.md"), "utf8")).toContain(
+        "name: review",
+      );
+    });
+
+    it("re-targets an install still running on the old instance (a 202), and finishes it on the new one", async () => {
+      // Prepare: the install outlasts its request's wait.
+      const deps: Deps = { ...t.deps, config: { ...t.deps.config, installSyncWaitSeconds: 0.2 } };
+      const ws = await createRunning();
+      await c.fault({ service: "s3", action: "GetObject", latencyMs: 1500, times: 1 });
+      expect(
+        (await install(ws.id, { source: "local://code-review" }, createApp(deps))).status,
+      ).toBe(202);
+
+      // Act
+      expect((await t.admin("POST", `/workspaces/${ws.id}/restart`)).status).toBe(202);
+      const retargeted = await rows(ws.id);
+      const done = await sweepUntil(deps, ws.id, "installed");
+
+      // Assess: no record is left waiting on the old instance's command.
+      expect(retargeted.map((r) => [r.state, r.commandId])).toEqual([["installing", null]]);
+      const row = await t.opened.db.select().from(workspaces).where(eq(workspaces.id, ws.id));
+      expect(done.map((r) => r.instanceId)).toEqual([row[0]?.instanceId]);
+    });
+
+    it("drops a record that was being uninstalled: the new instance never had the files", async () => {
+      // Prepare: an uninstall outlives its request (its program waits on the plugin's lock).
+      const ws = await createRunning();
+      expect((await install(ws.id, { source: "local://code-review" })).status).toBe(200);
+      await t.opened.db
+        .update(workspacePlugins)
+        .set({ state: "uninstalling", opId: "00000000-0000-4000-8000-00000000000a" })
+        .where(eq(workspacePlugins.workspaceId, ws.id));
+
+      // Act
+      expect((await t.admin("POST", `/workspaces/${ws.id}/restart`)).status).toBe(202);
+
+      // Assess
+      expect(await rows(ws.id)).toEqual([]);
     });
   });
 
