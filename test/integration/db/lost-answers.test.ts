@@ -486,6 +486,69 @@ describe(`lost answers and stale writers over ${dbKind()}`, () => {
     });
   });
 
+  describe("eventual consistency: EC2 does not list a new instance for a while", () => {
+    const setLag = async (describeLagMs: number) => {
+      const res = await fetch(`${c.url}/_localcloud/settings`, {
+        method: "PUT",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ describeLagMs }),
+      });
+      expect(res.status).toBe(200);
+    };
+    afterEach(() => setLag(0));
+
+    it("a fresh instance EC2 does not list yet is transient: not failed, not orphaned, online once listed", async () => {
+      // Prepare
+      await setLag(1_500);
+      const res = await t.admin("POST", "/workspaces", { name: "lagging" });
+      const { workspace } = (await res.json()) as { workspace: Workspace };
+      expect(workspace.instanceId).toMatch(/^i-/);
+      // The row's launch time is its own, well inside a real launch grace.
+      const inGrace: Deps = { ...t.deps, config: testConfig({ LAUNCH_GRACE_SECONDS: "300" }) };
+
+      // Act: the sweep runs while EC2 still says InvalidInstanceID.NotFound.
+      const early = await sweep(["readiness", "orphans"], inGrace);
+      const status = await t.admin("GET", `/workspaces/${workspace.id}/status`);
+      const ready = await waitFor(async () => {
+        const s = await sweep(["readiness"], inGrace);
+        return s.passes.readiness.changed > 0 ? s : undefined;
+      });
+
+      // Assess
+      expect(early.passes.readiness).toMatchObject({ changed: 0, transient: 1 });
+      expect(early.passes.orphans.changed).toBe(0);
+      expect(((await status.json()) as { check: { outcome: string } }).check.outcome).toBe(
+        "transient",
+      );
+      expect(ready.passes.readiness.changed).toBe(1);
+      expect(await rowOf(workspace.id)).toMatchObject({
+        status: "online",
+        instanceId: workspace.instanceId,
+      });
+    });
+
+    it("a lost answer under lag: registration cannot see the instance, the launch pass's re-drive adopts it", async () => {
+      // Prepare
+      await setLag(60_000);
+      const ws = await createWithLostAnswer();
+
+      // Act
+      const registered = await t.as(agentToken(ws.id), "POST", "/registry/register");
+      await age(ws.id);
+      const launch = await sweep(["launch"]);
+
+      // Assess: the lookup found nothing; RunInstances under the same token returned the instance.
+      expect(await registered.json()).toEqual({ status: "provisioning" });
+      expect(launch.passes.launch.changed).toBe(1);
+      expect(await rowOf(ws.id)).toMatchObject({
+        status: "provisioning",
+        instanceId: ws.instanceId,
+        generation: 1,
+      });
+      expect(await instancesOf(ws.id)).toHaveLength(1);
+    });
+  });
+
   describe("7. the guards that protect races", () => {
     it("liveness never marks offline a row that moved to another instance during its check", async () => {
       // Prepare: an online workspace on instance A; A is stopped (its restart terminated it).
