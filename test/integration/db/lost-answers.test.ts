@@ -415,19 +415,21 @@ describe(`lost answers and stale writers over ${dbKind()}`, () => {
       return rows.map((r) => r.id);
     }
 
-    it("readiness asks SSM in batches: 150 provisioning workspaces cost 2 calls, not 150", async () => {
-      // Prepare
-      await seedProvisioning(150);
+    it("readiness asks SSM in batches: 450 provisioning workspaces cost 9 calls, not 450", async () => {
+      // Prepare: more than 300 rows, which a row-value IN list once silently dropped on PGlite.
+      await seedProvisioning(450);
       await c.resetStats();
 
       // Act
       const summary = await sweep(["readiness"]);
 
       // Assess
-      expect(summary.passes.readiness).toMatchObject({ checked: 150, changed: 150 });
-      // 100 ids per filter, 50 per page: two filters of two and one pages.
-      expect(await c.calls("ssm:DescribeInstanceInformation")).toBe(3);
-      expect(await c.calls("ec2:DescribeInstances")).toBe(1);
+      expect(summary.passes.readiness).toMatchObject({ checked: 450, changed: 450 });
+      expect(await t.opened.db.$count(workspaces, eq(workspaces.status, "online"))).toBe(450);
+      // 100 ids per filter, 50 per page: four filters of two pages and one of one.
+      expect(await c.calls("ssm:DescribeInstanceInformation")).toBe(9);
+      // 200 ids per DescribeInstances call.
+      expect(await c.calls("ec2:DescribeInstances")).toBe(3);
     });
 
     it("a refused DescribeInstanceInformation stays transient and is named in lastError, the summary and one ERROR line", async () => {
