@@ -15,8 +15,11 @@ export type DbKind = "pglite" | PostgresDriver;
 export interface OpenedDb {
   db: Db;
   kind: DbKind;
-  /** Applies the committed migrations (idempotent). */
-  migrate(): Promise<void>;
+  /**
+   * Applies the committed migrations (idempotent): those not yet recorded in
+   * `drizzle.__drizzle_migrations`. Tests pass an older copy of the folder to upgrade from.
+   */
+  migrate(migrationsFolder?: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -52,7 +55,7 @@ export const POOL_IDLE_TIMEOUT_MS = 5_000;
  */
 export const POOL_CONNECT_TIMEOUT_MS = 5_000;
 
-const migrationsFolder = fileURLToPath(new URL("./migrations", import.meta.url));
+const committedMigrations = fileURLToPath(new URL("./migrations", import.meta.url));
 
 /**
  * Which driver serves `url`: `file://DIR` and `memory://` → embedded PGlite; a `postgres://` URL
@@ -112,7 +115,7 @@ async function openPglite(url: string, opts: OpenDbOptions): Promise<OpenedDb> {
   return {
     db: db as unknown as Db,
     kind: "pglite",
-    migrate: () => migrate(db, { migrationsFolder }),
+    migrate: (migrationsFolder = committedMigrations) => migrate(db, { migrationsFolder }),
     close: () => client.close(),
   };
 }
@@ -137,7 +140,7 @@ async function openNeon(url: string, opts: OpenDbOptions): Promise<OpenedDb> {
   return {
     db: db as unknown as Db,
     kind: "neon",
-    migrate: () => migrate(db, { migrationsFolder }),
+    migrate: (migrationsFolder = committedMigrations) => migrate(db, { migrationsFolder }),
     close: () => pool.end(),
   };
 }
@@ -159,7 +162,7 @@ async function openNodePostgres(url: string, opts: OpenDbOptions): Promise<Opene
   return {
     db: db as unknown as Db,
     kind: "pg",
-    migrate: () => migrate(db, { migrationsFolder }),
+    migrate: (migrationsFolder = committedMigrations) => migrate(db, { migrationsFolder }),
     close: () => pool.end(),
   };
 }

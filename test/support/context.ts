@@ -23,9 +23,9 @@ export const dbKind = (): TestDbKind =>
 
 /**
  * Opens this file's database: PGlite in memory, or a fresh database on the real PostgreSQL
- * server of the `db:postgres`/`db:neon` project (postgres-global.ts). Migrated, empty.
+ * server of the `db:postgres`/`db:neon` project (postgres-global.ts). Empty, not migrated.
  */
-export async function openTestDb(
+export async function openBlankTestDb(
   opts: { maxConnections?: number } = {},
 ): Promise<OpenedDb & { url: string }> {
   const kind = dbKind();
@@ -38,8 +38,16 @@ export async function openTestDb(
     onPoolError: () => {},
     ...opts,
   });
-  await opened.migrate();
   return { ...opened, url };
+}
+
+/** {@link openBlankTestDb}, migrated. */
+export async function openTestDb(
+  opts: { maxConnections?: number } = {},
+): Promise<OpenedDb & { url: string }> {
+  const opened = await openBlankTestDb(opts);
+  await opened.migrate();
+  return opened;
 }
 
 /** Empties every table (≈ 4 ms), cheaper than a new PGlite per test. */
