@@ -38,7 +38,7 @@ const fitsExactly = (digits: string) => Number(digits) <= Number.MAX_SAFE_INTEGE
 
 const decoded = (raw: string) => Buffer.from(raw, "base64url").toString("utf8");
 
-export function encodeWorkspaceCursor(c: WorkspaceCursor): string {
+function encodeWorkspaceCursor(c: WorkspaceCursor): string {
   return Buffer.from(`w|${c.createdUs}|${c.id}`).toString("base64url");
 }
 
@@ -49,7 +49,7 @@ export function decodeWorkspaceCursor(raw: string): WorkspaceCursor | null {
   return { createdUs: m[1], id: m[2] };
 }
 
-export function encodeEventCursor(c: EventCursor): string {
+function encodeEventCursor(c: EventCursor): string {
   return Buffer.from(`e|${c.seq}`).toString("base64url");
 }
 
