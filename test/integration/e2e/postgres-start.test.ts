@@ -108,16 +108,17 @@ describe("a plain postgres:// DATABASE_URL", () => {
     }
   });
 
-  it("npm run db:migrate with a wrong password or no server stops with one line, exit code 2", async () => {
+  it("db:migrate and npm start with a wrong password or no server stop with one line, exit code 2", async () => {
     // Prepare
     const url = await createTestDatabase(server.url);
     const nobody = new URL(url);
     nobody.port = String(await freePort());
 
-    // Act
-    const [wrongPassword, refused] = await Promise.all([
+    // Act: side by side, each in its own process.
+    const [wrongPassword, refused, startWrongPassword] = await Promise.all([
       run("functions/migrate.ts", { DATABASE_URL: withPassword(url, "not-the-password") }),
       run("functions/migrate.ts", { DATABASE_URL: nobody.toString() }),
+      run("functions/local.ts", await localEnv(withPassword(url, "nope-nope"))),
     ]);
 
     // Assess
@@ -132,13 +133,9 @@ describe("a plain postgres:// DATABASE_URL", () => {
       refused.stderr,
       /cannot connect: connection refused by 127\.0\.0\.1:\d+ \[ECONNREFUSED\]$/,
     );
-  });
-
-  it("npm start with a wrong password stops with one line, exit code 2", async () => {
-    const url = await createTestDatabase(server.url);
-    const result = await run("functions/local.ts", await localEnv(withPassword(url, "nope-nope")));
-    expect(result.code).toBe(2);
-    expectOneLine(result.stderr, /password authentication failed/);
+    expect(startWrongPassword.code).toBe(2);
+    expectOneLine(startWrongPassword.stderr, /password authentication failed/);
+    expect(startWrongPassword.stderr).not.toContain("nope-nope");
   });
 
   it("npm start serves the API over it, and never prints the password", async () => {
