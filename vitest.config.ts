@@ -2,10 +2,15 @@ import { defineConfig } from "vitest/config";
 
 // PGlite costs ~200 MiB per instance and never gives it back, so workers are capped and each
 // test file opens one database. Suites under test/integration/db/ run twice: once over PGlite,
-// once over real PostgreSQL 15 reached through the Neon driver (see test/support/postgres.ts).
+// once over real PostgreSQL 15 through node-postgres (a plain postgres:// URL, as RDS, Aurora or
+// a local server is reached; see test/support/postgres.ts).
 const dbSuites = "test/integration/db/**/*.test.ts";
-// Suites about the real server only (killed connections, the driver's pool).
+// Suites about the real server only (killed connections, the driver's pool, concurrent writers).
 const postgresSuites = "test/integration/postgres/**/*.test.ts";
+// The Neon driver's path (WebSocket Pool through the relay in test/support/ws-relay.ts): the
+// suites about the driver and one full db suite, which is what differs between the drivers;
+// every db suite again over the relay would add time and find nothing new.
+const neonSuites = [postgresSuites, "test/integration/db/workspaces.test.ts"];
 
 export default defineConfig({
   test: {
@@ -35,6 +40,15 @@ export default defineConfig({
           name: "db:postgres",
           include: [dbSuites, postgresSuites],
           env: { TEST_DB: "postgres" },
+          globalSetup: ["test/support/postgres-global.ts"],
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: "db:neon",
+          include: neonSuites,
+          env: { TEST_DB: "neon" },
           globalSetup: ["test/support/postgres-global.ts"],
         },
       },

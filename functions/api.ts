@@ -11,6 +11,7 @@ import { createLog } from "../lib/log.js";
 const config = loadConfig(process.env, "lambda");
 const log = createLog("api", config.logLevel);
 const { db } = await openDb(config.databaseUrl, {
+  driver: config.databaseDriver,
   onPoolError: (err) => log.warn("database connection dropped", { error: err.message }),
 });
 const aws = createAwsClients({ region: config.awsRegion });

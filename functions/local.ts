@@ -4,7 +4,7 @@ import { resolve } from "node:path";
 import { serve } from "@hono/node-server";
 import { createAwsClients } from "../lib/compute/clients.js";
 import { loadConfig } from "../lib/config.js";
-import { openDb } from "../lib/db/client.js";
+import { exitOnDatabaseStartError, openMigratedDb, redactedUrl } from "../lib/db/start.js";
 import { systemClock } from "../lib/deps.js";
 import { createApp } from "../lib/http/app.js";
 import { startLocalCloud } from "../lib/localcloud/index.js";
@@ -46,10 +46,11 @@ const aws = createAwsClients({
   }),
 });
 
-const database = await openDb(config.databaseUrl, {
+// A wrong password or an unreachable host stops start-up here with one line (exit code 2).
+const database = await openMigratedDb(config.databaseUrl, {
+  driver: config.databaseDriver,
   onPoolError: (err) => log.warn("database connection dropped", { error: err.message }),
-});
-await database.migrate();
+}).catch(exitOnDatabaseStartError);
 
 const deps = { db: database.db, aws, clock: systemClock, log, config };
 const app = createApp(deps);
@@ -62,7 +63,7 @@ const server = serve({ fetch: app.fetch, port: config.port, hostname: "127.0.0.1
       `  workspace-control-plane is serving at ${url}`,
       `  API reference:  ${url}/docs`,
       `  Admin token:    ${config.adminToken}`,
-      `  Database:       ${config.databaseUrl} (${database.kind})`,
+      `  Database:       ${redactedUrl(config.databaseUrl)} (${database.kind})`,
       `  Local cloud:    ${cloud ? cloud.url : "off (ambient AWS configuration)"}`,
       "",
       `  export WCP=${url} ADMIN=${config.adminToken}`,

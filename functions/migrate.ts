@@ -1,13 +1,12 @@
 import { loadConfig } from "../lib/config.js";
-import { openDb } from "../lib/db/client.js";
+import { exitOnDatabaseStartError, openMigratedDb } from "../lib/db/start.js";
 
-// `npm run db:migrate`: applies the committed migrations to DATABASE_URL (Neon in deployments)
-// once, before a deploy's new code serves; the local mode migrates at start-up instead.
+// `npm run db:migrate`: applies the committed migrations to DATABASE_URL (Neon or any PostgreSQL
+// in deployments) once, before a deploy's new code serves; the local mode migrates at start-up
+// instead. A database that cannot be reached or migrated ends it with one line (exit code 2).
 const config = loadConfig(process.env, "local");
-const opened = await openDb(config.databaseUrl);
-try {
-  await opened.migrate();
-  console.log(`migrations applied (${opened.kind})`);
-} finally {
-  await opened.close();
-}
+const opened = await openMigratedDb(config.databaseUrl, { driver: config.databaseDriver }).catch(
+  exitOnDatabaseStartError,
+);
+console.log(`migrations applied (${opened.kind})`);
+await opened.close();

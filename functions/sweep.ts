@@ -11,6 +11,7 @@ import { runSweep } from "../lib/sweep/run.js";
 const config = loadConfig(process.env, "lambda");
 const log = createLog("sweep", config.logLevel);
 const { db } = await openDb(config.databaseUrl, {
+  driver: config.databaseDriver,
   onPoolError: (err) => log.warn("database connection dropped", { error: err.message }),
 });
 const aws = createAwsClients({ region: config.awsRegion });

@@ -62,6 +62,8 @@ const schema = z.object({
       "must start with postgres://, file:// or memory://",
     )
     .optional(),
+  // Which driver a postgres:// URL goes through; unset: Neon for *.neon.tech, node-postgres else.
+  DATABASE_DRIVER: z.enum(["neon", "pg"], "must be neon or pg").optional(),
   DEPLOYMENT_ID: z
     .string()
     .regex(/^[A-Za-z0-9._-]{1,64}$/, "letters, digits, . _ - (1-64)")
@@ -105,10 +107,24 @@ const schema = z.object({
   LOG_LEVEL: z.enum(["DEBUG", "INFO", "WARN", "ERROR", "SILENT"]).default("INFO"),
 });
 
+/** Rules across settings, reported with the single-setting ones. */
+const settings = schema.superRefine((e, ctx) => {
+  // A driver with PGlite means the operator expected a server: say so rather than ignore it.
+  if (e.DATABASE_DRIVER !== undefined && !/^postgres(ql)?:\/\//.test(e.DATABASE_URL ?? "")) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["DATABASE_DRIVER"],
+      message: "applies only to a postgres:// DATABASE_URL",
+    });
+  }
+});
+
 export interface Config {
   mode: Mode;
   adminToken: string | undefined;
   databaseUrl: string;
+  /** `DATABASE_DRIVER`; undefined picks by host (`dbKindFor` in lib/db/client.ts). */
+  databaseDriver: "neon" | "pg" | undefined;
   deploymentId: string;
   platformUrl: string | undefined;
   awsRegion: string;
@@ -152,7 +168,7 @@ export class ConfigError extends Error {
  * @throws ConfigError naming every bad variable.
  */
 export function loadConfig(env: Record<string, string | undefined>, mode: Mode): Config {
-  const parsed = schema.safeParse(env);
+  const parsed = settings.safeParse(env);
   if (!parsed.success) {
     throw new ConfigError(
       parsed.error.issues.map((i) => ({ variable: String(i.path[0] ?? "?"), message: i.message })),
@@ -171,6 +187,7 @@ export function loadConfig(env: Record<string, string | undefined>, mode: Mode):
     mode,
     adminToken: e.ADMIN_TOKEN,
     databaseUrl: e.DATABASE_URL ?? "file://./.data/pglite",
+    databaseDriver: e.DATABASE_DRIVER,
     deploymentId: e.DEPLOYMENT_ID,
     platformUrl: e.PLATFORM_URL,
     awsRegion: e.AWS_REGION,

@@ -1,5 +1,6 @@
 import { sql } from "drizzle-orm";
 import {
+  bigint,
   check,
   index,
   integer,
@@ -134,6 +135,10 @@ export const workspaceEvents = pgTable(
   "workspace_events",
   {
     id: uuid("id").primaryKey().defaultRandom(),
+    // The log's order. Every event is written while its workspace's row is locked (FOR UPDATE in
+    // transition(), the heartbeat; a new row is invisible until it commits), so per workspace a
+    // later seq is a later commit. A number, not a time: time ties and is taken at BEGIN.
+    seq: bigint("seq", { mode: "number" }).notNull().generatedAlwaysAsIdentity(),
     workspaceId: uuid("workspace_id")
       .notNull()
       .references(() => workspaces.id, { onDelete: "cascade" }),
@@ -141,9 +146,11 @@ export const workspaceEvents = pgTable(
     to: workspaceStatus("to").notNull(),
     reason: text("reason").notNull(),
     actor: text("actor").notNull(),
-    at: timestamp("at", { withTimezone: true }).notNull().defaultNow(),
+    // When the change was written: clock_timestamp(), not now() (the transaction's start), so a
+    // writer that began early but committed after another does not appear to precede it.
+    at: timestamp("at", { withTimezone: true }).notNull().default(sql`clock_timestamp()`),
   },
-  (t) => [index("workspace_events_workspace_idx").on(t.workspaceId, t.at, t.id)],
+  (t) => [index("workspace_events_workspace_seq_idx").on(t.workspaceId, t.seq)],
 );
 
 export const pluginAllowlist = pgTable("plugin_allowlist", {

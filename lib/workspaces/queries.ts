@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, gt, lt, or } from "drizzle-orm";
+import { and, asc, desc, eq, getTableColumns, gt, sql } from "drizzle-orm";
 import type { Db } from "../db/client.js";
 import { type WorkspaceStatus, workspaceEvents, workspaces } from "../db/schema.js";
 import type { WorkspaceRow } from "./model.js";
@@ -14,22 +14,50 @@ export async function getWorkspace(db: Db, id: string): Promise<WorkspaceRow | n
   return row ?? null;
 }
 
-/** An opaque position in a list ordered by (time, id). */
-export interface Cursor {
-  at: Date;
+/**
+ * Where a page of workspaces ended: the last row's `created_at` as epoch microseconds — the
+ * column's full precision, computed by the database, so the next page starts exactly after it
+ * on PostgreSQL (microseconds) and PGlite (milliseconds) alike — and its id for ties.
+ */
+export interface WorkspaceCursor {
+  createdUs: string;
   id: string;
 }
 
-export function encodeCursor(c: Cursor): string {
-  return Buffer.from(`${c.at.toISOString()}|${c.id}`).toString("base64url");
+/** Where a page of a workspace's events ended: the last event's `seq`. */
+export interface EventCursor {
+  seq: string;
 }
 
-/** @returns the cursor, or null when it is not one this API issued. */
-export function decodeCursor(raw: string): Cursor | null {
-  const [at, id, ...rest] = Buffer.from(raw, "base64url").toString("utf8").split("|");
-  if (at === undefined || id === undefined || rest.length > 0 || !isUuid(id)) return null;
-  const date = new Date(at);
-  return Number.isNaN(date.getTime()) ? null : { at: date, id };
+// Cursors are opaque to clients: base64url of a tagged text, so one list's cursor is not
+// accepted by the other. Microseconds and seq stay within 2^53 (up to the year 2255 and nine
+// quadrillion events), so a cursor's number converts to the database's type exactly.
+const WORKSPACE_CURSOR = /^w\|(0|[1-9][0-9]{0,15})\|([0-9a-f-]{36})$/;
+const EVENT_CURSOR = /^e\|([1-9][0-9]{0,15})$/;
+const fitsExactly = (digits: string) => Number(digits) <= Number.MAX_SAFE_INTEGER;
+
+const decoded = (raw: string) => Buffer.from(raw, "base64url").toString("utf8");
+
+function encodeWorkspaceCursor(c: WorkspaceCursor): string {
+  return Buffer.from(`w|${c.createdUs}|${c.id}`).toString("base64url");
+}
+
+/** @returns the cursor, or null when it is not one this API issued (malformed, out of range). */
+export function decodeWorkspaceCursor(raw: string): WorkspaceCursor | null {
+  const m = WORKSPACE_CURSOR.exec(decoded(raw));
+  if (!m?.[1] || !m[2] || !fitsExactly(m[1]) || !isUuid(m[2])) return null;
+  return { createdUs: m[1], id: m[2] };
+}
+
+function encodeEventCursor(c: EventCursor): string {
+  return Buffer.from(`e|${c.seq}`).toString("base64url");
+}
+
+/** @returns the cursor, or null when it is not one this API issued (malformed, out of range). */
+export function decodeEventCursor(raw: string): EventCursor | null {
+  const m = EVENT_CURSOR.exec(decoded(raw));
+  if (!m?.[1] || !fitsExactly(m[1])) return null;
+  return { seq: m[1] };
 }
 
 export interface Page<T> {
@@ -38,62 +66,63 @@ export interface Page<T> {
 }
 
 /** Cuts `limit + 1` fetched rows to a page; the extra row only says another page exists. */
-function toPage<T>(rows: T[], limit: number, cursorOf: (row: T) => Cursor): Page<T> {
+function toPage<T>(rows: T[], limit: number, cursorOf: (row: T) => string): Page<T> {
   const items = rows.slice(0, limit);
   const last = items.at(-1);
   return {
     items,
-    nextCursor: rows.length > limit && last !== undefined ? encodeCursor(cursorOf(last)) : null,
+    nextCursor: rows.length > limit && last !== undefined ? cursorOf(last) : null,
   };
 }
 
-/** Newest first; `limit + 1` rows tell whether another page exists without a count query. */
+/** `created_at` in epoch microseconds as text: exact (numeric, then bigint), on every backend. */
+const createdUs = sql<string>`(extract(epoch from ${workspaces.createdAt}) * 1000000)::bigint::text`;
+
+/**
+ * Newest first, by `(created_at, id)`; `limit + 1` rows tell whether another page exists without
+ * a count query. The cursor's position is compared in SQL at the column's own precision.
+ */
 export async function listWorkspaces(
   db: Db,
-  opts: { status?: WorkspaceStatus; limit: number; cursor?: Cursor },
+  opts: { status?: WorkspaceStatus; limit: number; cursor?: WorkspaceCursor },
 ): Promise<Page<WorkspaceRow>> {
   const conds = [];
   if (opts.status) conds.push(eq(workspaces.status, opts.status));
   if (opts.cursor) {
-    const c = opts.cursor;
+    const { createdUs: us, id } = opts.cursor;
+    // A row comparison, which the (created_at desc, id desc) index serves.
     conds.push(
-      or(
-        lt(workspaces.createdAt, c.at),
-        and(eq(workspaces.createdAt, c.at), lt(workspaces.id, c.id)),
-      ),
+      sql`(${workspaces.createdAt}, ${workspaces.id}) <
+          (timestamptz 'epoch' + ${us}::bigint * interval '1 microsecond', ${id}::uuid)`,
     );
   }
   const rows = await db
-    .select()
+    .select({ row: getTableColumns(workspaces), createdUs })
     .from(workspaces)
     .where(and(...conds))
     .orderBy(desc(workspaces.createdAt), desc(workspaces.id))
     .limit(opts.limit + 1);
-  return toPage(rows, opts.limit, (r) => ({ at: r.createdAt, id: r.id }));
+  const page = toPage(rows, opts.limit, (r) =>
+    encodeWorkspaceCursor({ createdUs: r.createdUs, id: r.row.id }),
+  );
+  return { items: page.items.map((r) => r.row), nextCursor: page.nextCursor };
 }
 
 export type EventRow = typeof workspaceEvents.$inferSelect;
 
-/** Oldest first: the history reads as it happened. */
+/** Oldest first, in `seq` order: the history reads as it was committed. */
 export async function listEvents(
   db: Db,
   workspaceId: string,
-  opts: { limit: number; cursor?: Cursor },
+  opts: { limit: number; cursor?: EventCursor },
 ): Promise<Page<EventRow>> {
   const conds = [eq(workspaceEvents.workspaceId, workspaceId)];
-  if (opts.cursor) {
-    const c = opts.cursor;
-    const after = or(
-      gt(workspaceEvents.at, c.at),
-      and(eq(workspaceEvents.at, c.at), gt(workspaceEvents.id, c.id)),
-    );
-    if (after) conds.push(after);
-  }
+  if (opts.cursor) conds.push(gt(workspaceEvents.seq, Number(opts.cursor.seq)));
   const rows = await db
     .select()
     .from(workspaceEvents)
     .where(and(...conds))
-    .orderBy(asc(workspaceEvents.at), asc(workspaceEvents.id))
+    .orderBy(asc(workspaceEvents.seq))
     .limit(opts.limit + 1);
-  return toPage(rows, opts.limit, (r) => ({ at: r.at, id: r.id }));
+  return toPage(rows, opts.limit, (r) => encodeEventCursor({ seq: String(r.seq) }));
 }

@@ -93,7 +93,11 @@ export async function transition(db: Db, input: TransitionInput): Promise<Transi
   }));
 }
 
-/** Rows of a raw `execute` result; PGlite and the Neon Pool both answer `{ rows }`. */
+/**
+ * Rows of a raw `execute` result; PGlite, the Neon Pool and node-postgres all answer `{ rows }`.
+ * Raw rows keep each driver's own types (node-postgres and Neon give bigint and numeric as
+ * strings, PGlite numbers), so callers convert explicitly, as `fromRaw` does.
+ */
 export function rowsOf(result: unknown): Record<string, unknown>[] {
   return (result as { rows: Record<string, unknown>[] }).rows;
 }

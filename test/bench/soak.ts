@@ -124,7 +124,7 @@ async function main() {
     // The event log agrees with every status.
     const mismatched = await world.deps.db.execute(sql`
       select w.id, w.status, (select e."to" from ${workspaceEvents} e where e.workspace_id = w.id
-                              order by e.at desc, e.id desc limit 1) as last_to
+                              order by e.seq desc limit 1) as last_to
       from ${workspaces} w`);
     for (const row of (
       mismatched as unknown as { rows: { id: string; status: string; last_to: string | null }[] }

@@ -18,8 +18,11 @@ import {
 // only through a lazy import() that a postgres:// DATABASE_URL never takes, and each bundle
 // imports on its own — no node_modules beside it, as on Lambda — and exports `handler`.
 
-/** ws requires these optional native add-ons inside try/catch and falls back without them. */
-const OPTIONAL_REQUIRES = new Set(["bufferutil", "utf-8-validate"]);
+/**
+ * Optional native add-ons, required inside try/catch: ws falls back without the first two, and
+ * node-postgres loads `pg-native` only when `pg.native` is asked for, which nothing does.
+ */
+const OPTIONAL_REQUIRES = new Set(["bufferutil", "utf-8-validate", "pg-native"]);
 const names = Object.keys(LAMBDA_ENTRIES) as LambdaName[];
 const isLambdaExternal = (path: string) =>
   LAMBDA_EXTERNALS.some((e) => (e.endsWith("/*") ? path.startsWith(e.slice(0, -1)) : path === e));

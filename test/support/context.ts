@@ -10,23 +10,44 @@ import { createTestDatabase } from "./pg-database.js";
 
 export const ADMIN_TOKEN = "test-admin-token-0123456789abcdef";
 
-/** Which database this run of a db suite uses (the vitest project sets TEST_DB). */
-export const dbKind = (): "pglite" | "postgres" =>
-  process.env.TEST_DB === "postgres" ? "postgres" : "pglite";
+/**
+ * Which database this run of a db suite uses (the vitest project sets TEST_DB): PGlite, real
+ * PostgreSQL through node-postgres, or the same server through the Neon driver and the relay.
+ */
+export type TestDbKind = "pglite" | "postgres" | "neon";
+
+export const dbKind = (): TestDbKind =>
+  process.env.TEST_DB === "postgres" || process.env.TEST_DB === "neon"
+    ? process.env.TEST_DB
+    : "pglite";
 
 /**
  * Opens this file's database: PGlite in memory, or a fresh database on the real PostgreSQL
- * server of the `db:postgres` project reached through the Neon driver. Migrated, empty.
+ * server of the `db:postgres`/`db:neon` project (postgres-global.ts). Empty, not migrated.
  */
-export async function openTestDb(): Promise<OpenedDb & { url: string }> {
+export async function openBlankTestDb(
+  opts: { maxConnections?: number } = {},
+): Promise<OpenedDb & { url: string }> {
+  const kind = dbKind();
   let url = "memory://";
-  if (dbKind() === "postgres") {
-    useNeonRelay(inject("pgRelayPort"));
-    url = await createTestDatabase(inject("pgUrl"));
-  }
-  const opened = await openDb(url, { onPoolError: () => {} });
-  await opened.migrate();
+  if (kind !== "pglite") url = await createTestDatabase(inject("pgUrl"));
+  if (kind === "neon") useNeonRelay(inject("pgRelayPort"));
+  const opened = await openDb(url, {
+    // A plain loopback URL picks node-postgres by itself; the neon project names its driver.
+    ...(kind === "neon" && { driver: "neon" as const }),
+    onPoolError: () => {},
+    ...opts,
+  });
   return { ...opened, url };
+}
+
+/** {@link openBlankTestDb}, migrated. */
+export async function openTestDb(
+  opts: { maxConnections?: number } = {},
+): Promise<OpenedDb & { url: string }> {
+  const opened = await openBlankTestDb(opts);
+  await opened.migrate();
+  return opened;
 }
 
 /** Empties every table (≈ 4 ms), cheaper than a new PGlite per test. */
@@ -60,9 +81,11 @@ export interface TestContext {
 
 /** One database per test file; `reset()` between tests. */
 export async function createTestContext(
-  opts: { env?: Record<string, string>; aws?: AwsClients } = {},
+  opts: { env?: Record<string, string>; aws?: AwsClients; maxConnections?: number } = {},
 ): Promise<TestContext> {
-  const opened = await openTestDb();
+  const opened = await openTestDb(
+    opts.maxConnections === undefined ? {} : { maxConnections: opts.maxConnections },
+  );
   const config = testConfig(opts.env);
   const aws =
     opts.aws ??

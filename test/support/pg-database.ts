@@ -1,17 +1,17 @@
 import { randomBytes } from "node:crypto";
-import { Client } from "@neondatabase/serverless";
+import pg from "pg";
 
 /**
  * Creates a fresh, uniquely named database owned by the URL's role and returns its URL, so each
  * test file gets its own database and files running in parallel never see each other's rows.
  *
- * Goes through the Neon driver, so useNeonRelay() (neon-local.ts) must have been called first.
+ * Connects with node-postgres directly (no relay needed), whichever driver the test then uses.
  * The database lives until the server stops; the server's temp dir is deleted then.
  */
 export async function createTestDatabase(adminUrl: string): Promise<string> {
   // Lowercase hex only: a valid unquoted identifier, and safe to splice into the statement.
   const name = `t_${randomBytes(8).toString("hex")}`;
-  const client = new Client(adminUrl);
+  const client = new pg.Client({ connectionString: adminUrl });
   // Without a listener, a connection error outside a query would crash the test process.
   client.on("error", () => {});
   await client.connect();

@@ -3,9 +3,10 @@ import { startPostgres } from "./postgres.js";
 import { startWsRelay } from "./ws-relay.js";
 
 /**
- * vitest globalSetup for the `db:postgres` project: one PostgreSQL server and one relay for the
- * whole run (start-up is the expensive part); each test file then calls
- * `useNeonRelay(inject("pgRelayPort"))` and `createTestDatabase(inject("pgUrl"))` for isolation.
+ * vitest globalSetup for the `db:postgres` and `db:neon` projects: one PostgreSQL server and one
+ * relay for the project's run (start-up is the expensive part); each test file then calls
+ * `createTestDatabase(inject("pgUrl"))` for isolation, and over Neon
+ * `useNeonRelay(inject("pgRelayPort"))` (openTestDb in context.ts does both).
  */
 declare module "vitest" {
   export interface ProvidedContext {

@@ -43,8 +43,24 @@ describe("settings", () => {
     ["GITHUB_TARBALL_BASE", "not a url"],
     ["ADMIN_TOKEN", "short"],
     ["LOCAL_CLOUD", "sometimes"],
+    ["DATABASE_DRIVER", "mysql"],
   ])("a bad %s stops start-up naming it", (variable, value) => {
     expect(problemsOf({ [variable]: value })).toEqual([variable]);
+  });
+
+  it("DATABASE_DRIVER: neon, pg or unset, and only with a postgres:// URL", () => {
+    const pg = "postgres://u:p@db.internal:5432/app";
+    expect(loadConfig({ DATABASE_URL: pg }, "local").databaseDriver).toBeUndefined();
+    expect(loadConfig({ DATABASE_URL: pg, DATABASE_DRIVER: "neon" }, "local").databaseDriver).toBe(
+      "neon",
+    );
+    expect(loadConfig({ DATABASE_URL: pg, DATABASE_DRIVER: "pg" }, "local").databaseDriver).toBe(
+      "pg",
+    );
+    expect(problemsOf({ DATABASE_DRIVER: "pg" })).toEqual(["DATABASE_DRIVER"]);
+    expect(problemsOf({ DATABASE_URL: "memory://", DATABASE_DRIVER: "neon" })).toEqual([
+      "DATABASE_DRIVER",
+    ]);
   });
 
   it("never puts the bad value in the message", () => {

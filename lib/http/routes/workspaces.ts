@@ -10,8 +10,8 @@ import { createWorkspace } from "../../workspaces/create.js";
 import { launchWorkspace } from "../../workspaces/launch.js";
 import { toApi, WorkspaceSchema } from "../../workspaces/model.js";
 import {
-  type Cursor,
-  decodeCursor,
+  decodeEventCursor,
+  decodeWorkspaceCursor,
   getWorkspace,
   listEvents,
   listWorkspaces,
@@ -59,9 +59,10 @@ const PageQuery = {
 
 const Token = z.string().openapi({ description: "Shown once; only its hash is stored." });
 
-function cursorFrom(raw: string | undefined): Cursor | undefined {
+/** The `cursor` query parameter; one this API did not issue (or out of range) → 400, never 500. */
+function cursorFrom<C>(raw: string | undefined, decode: (raw: string) => C | null): C | undefined {
   if (raw === undefined) return undefined;
-  const c = decodeCursor(raw);
+  const c = decode(raw);
   if (!c) {
     throw new ApiError("VALIDATION_FAILED", "The cursor is not valid.", {
       fields: [{ path: "cursor", message: "not a cursor this API issued" }],
@@ -164,7 +165,7 @@ workspaceRoutes.openapi(
   }),
   async (c) => {
     const q = c.req.valid("query");
-    const cursor = cursorFrom(q.cursor);
+    const cursor = cursorFrom(q.cursor, decodeWorkspaceCursor);
     const page = await listWorkspaces(c.get("deps").db, {
       limit: q.limit,
       ...(q.status && { status: q.status }),
@@ -284,7 +285,7 @@ workspaceRoutes.openapi(
     const deps = c.get("deps");
     const row = await workspaceOr404(deps.db, c.req.valid("param").id);
     const q = c.req.valid("query");
-    const cursor = cursorFrom(q.cursor);
+    const cursor = cursorFrom(q.cursor, decodeEventCursor);
     const page = await listEvents(deps.db, row.id, { limit: q.limit, ...(cursor && { cursor }) });
     return c.json(
       {

@@ -335,6 +335,125 @@ describe(`SPEC §11 bad input over ${dbKind()}`, () => {
     });
   });
 
+  describe("lone surrogates and cursors → 400 VALIDATION_FAILED naming the field", () => {
+    it("refuses a lone surrogate in any string field of a body (jsonb refuses it; text would store U+FFFD)", async () => {
+      // Prepare
+      const ws = await runningWorkspace();
+      const before = await fingerprint();
+      const cases: [string, string, unknown, string][] = [
+        ["POST", "/workspaces", { name: "a\ud800b", runtime: "external" }, "name"],
+        ["POST", "/workspaces", { name: "\udc00" }, "name"],
+        ["POST", "/workspaces", { name: "x", runtime: "external", env: { A: "\ud800" } }, "env.A"],
+        ["POST", "/workspaces", { name: "x", env: { A: "ok\udfff" } }, "env.A"],
+        ["POST", "/workspaces", { name: "x", runtime: "external\ud800" }, "runtime"],
+        ["PUT", "/plugins/allowlist", { names: ["code-review\ud800"] }, "names.0"],
+        ["POST", `/workspaces/${ws.id}/plugins`, { source: "local://code-review\ud800" }, "source"],
+        [
+          "POST",
+          `/workspaces/${ws.id}/plugins`,
+          { source: "local://code-review", sha256: "\ud800".repeat(64) },
+          "sha256",
+        ],
+      ];
+
+      // Act
+      const wrong: string[] = [];
+      for (const [method, path, body, field] of cases) {
+        // JSON.stringify writes a lone surrogate as the escape \ud800, as a client would send it.
+        const text = JSON.stringify(body);
+        expect(text).toMatch(/\\ud[89a-f][0-9a-f]{2}/);
+        const res = await request(method, path, { body: text, headers: json });
+        const answer = await res.text();
+        const err = (JSON.parse(answer) as Partial<ErrorJson>).error;
+        const fields = err?.fields?.map((f) => f.path) ?? [];
+        if (res.status !== 400 || err?.code !== "VALIDATION_FAILED" || !fields.includes(field)) {
+          wrong.push(`${method} ${path} ${field} → ${res.status} ${answer.slice(0, 200)}`);
+        }
+      }
+
+      // Assess
+      expect(wrong).toEqual([]);
+      expect(await fingerprint()).toEqual(before);
+      expect(await c.calls("ssm:SendCommand")).toBe(0);
+    });
+
+    it("keeps a name with a well-formed surrogate pair (an emoji) exactly", async () => {
+      const res = await t.admin("POST", "/workspaces", { name: "agent 🙂", runtime: "external" });
+      expect(res.status).toBe(201);
+      const { id } = ((await res.json()) as { workspace: { id: string } }).workspace;
+      const got = (await (await t.admin("GET", `/workspaces/${id}`)).json()) as {
+        workspace: { name: string };
+      };
+      expect(got.workspace.name).toBe("agent 🙂");
+    });
+
+    it("refuses a cursor it did not issue, or one out of range, on both lists", async () => {
+      // Prepare: two workspaces, one with two events, so both lists have a next page.
+      await t.admin("POST", "/workspaces", { name: "first", runtime: "external" });
+      const created = await t.admin("POST", "/workspaces", { name: "paged", runtime: "external" });
+      const { workspace, token } = (await created.json()) as {
+        workspace: { id: string };
+        token: string;
+      };
+      const id = workspace.id;
+      expect((await t.as(token, "POST", "/registry/register")).status).toBe(200);
+      const before = await fingerprint();
+      const b64 = (text: string) => Buffer.from(text).toString("base64url");
+      const uuid = "00000000-0000-4000-8000-000000000000";
+      const cursors = [
+        "garbage",
+        "%00",
+        b64(`+275760-09-13T00:00:00.000Z|${uuid}`),
+        b64(`2026-01-01T00:00:00.000Z|${uuid}`),
+        b64(`w|9007199254740992|${uuid}`),
+        b64(`w|99999999999999999999|${uuid}`),
+        b64(`w|-1|${uuid}`),
+        b64("w|1700000000000000|not-a-uuid"),
+        b64(`w|1700000000000000|${uuid}|extra`),
+        b64("e|0"),
+        b64("e|-5"),
+        b64("e|9223372036854775808"),
+        b64("e|1.5"),
+        b64("e|\ud800"),
+      ];
+
+      // Act
+      const wrong: string[] = [];
+      for (const path of ["/workspaces", `/workspaces/${id}/events`]) {
+        for (const cursor of cursors) {
+          const res = await request("GET", `${path}?limit=1&cursor=${encodeURIComponent(cursor)}`);
+          const answer = await res.text();
+          const err = (JSON.parse(answer) as Partial<ErrorJson>).error;
+          const fields = err?.fields?.map((f) => f.path) ?? [];
+          if (
+            res.status !== 400 ||
+            err?.code !== "VALIDATION_FAILED" ||
+            !fields.includes("cursor")
+          ) {
+            wrong.push(`${path} ${cursor} → ${res.status} ${answer.slice(0, 160)}`);
+          }
+        }
+      }
+      // One list's cursor is not the other's.
+      const nextOf = async (path: string) => {
+        const page = (await (await request("GET", path)).json()) as { nextCursor: string | null };
+        expect(page.nextCursor).not.toBeNull();
+        return page.nextCursor ?? "";
+      };
+      const workspaceCursor = await nextOf("/workspaces?limit=1");
+      const eventCursor = await nextOf(`/workspaces/${id}/events?limit=1`);
+      const crossed = [
+        (await request("GET", `/workspaces/${id}/events?cursor=${workspaceCursor}`)).status,
+        (await request("GET", `/workspaces?cursor=${eventCursor}`)).status,
+      ];
+
+      // Assess
+      expect(wrong).toEqual([]);
+      expect(crossed).toEqual([400, 400]);
+      expect(await fingerprint()).toEqual(before);
+    });
+  });
+
   describe("plugin names → 400 INVALID_PLUGIN_NAME", () => {
     const badNames = [
       "a/b",

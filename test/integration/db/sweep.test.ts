@@ -232,7 +232,8 @@ describe(`sweep over ${dbKind()}`, () => {
     const events = await t.opened.db
       .select()
       .from(workspaceEvents)
-      .where(eq(workspaceEvents.workspaceId, workspace.id));
+      .where(eq(workspaceEvents.workspaceId, workspace.id))
+      .orderBy(workspaceEvents.seq);
     expect(events.map((e) => `${e.to}:${e.actor}`)).toEqual([
       "awaiting_agent:api",
       "online:agent",

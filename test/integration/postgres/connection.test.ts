@@ -1,8 +1,8 @@
-import { Client } from "@neondatabase/serverless";
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createTestContext, type TestContext } from "../../support/context.js";
+import { createTestContext, dbKind, type TestContext } from "../../support/context.js";
 
-// Runs only in the db:postgres project: PGlite has no connections to kill.
+// Runs only in the db:postgres and db:neon projects: PGlite has no connections to kill.
 let t: TestContext;
 
 beforeAll(async () => {
@@ -12,11 +12,15 @@ afterAll(async () => {
   await t?.close();
 });
 
-describe("the Neon Pool over real PostgreSQL", () => {
+describe(`the ${dbKind() === "neon" ? "Neon" : "node-postgres"} Pool over real PostgreSQL`, () => {
+  it("goes through the driver the project names (a plain URL picks node-postgres)", () => {
+    expect(t.opened.kind).toBe(dbKind() === "neon" ? "neon" : "pg");
+  });
+
   it("a killed database connection between two requests does not fail the second", async () => {
     expect((await t.admin("GET", "/workspaces")).status).toBe(200);
     // From a separate connection, kill every backend the app's pool holds.
-    const killer = new Client(t.url);
+    const killer = new pg.Client({ connectionString: t.url });
     killer.on("error", () => {});
     await killer.connect();
     const killed = await killer.query(
