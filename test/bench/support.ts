@@ -8,10 +8,16 @@ import { type Deps, silentLog, systemClock } from "../../lib/deps.js";
 import { type LocalCloud, startLocalCloud } from "../../lib/localcloud/index.js";
 import { testConfig } from "../support/context.js";
 import { launchInstances } from "../support/fleet.js";
+import { createTestDatabase } from "../support/pg-database.js";
+import { type PostgresServer, startPostgres } from "../support/postgres.js";
 
-/** A bench world: a local cloud, an in-memory PGlite with the schema, deps over both, counters. */
+/**
+ * A bench world: a local cloud, a database with the schema (in-memory PGlite, or a throwaway
+ * PostgreSQL 15 server through node-postgres), deps over both, counters.
+ */
 export interface World {
   cloud: LocalCloud;
+  dbKind: "pglite" | "postgres";
   deps: Deps;
   queries: { count: number };
   control(
@@ -22,7 +28,16 @@ export interface World {
   close(): Promise<void>;
 }
 
-export async function createWorld(env: Record<string, string> = {}): Promise<World> {
+export interface WorldOptions {
+  db?: "pglite" | "postgres";
+  /** Per-attempt AWS request timeout; default 30 s. */
+  requestTimeoutMs?: number;
+}
+
+export async function createWorld(
+  env: Record<string, string> = {},
+  opts: WorldOptions = {},
+): Promise<World> {
   const dir = mkdtempSync(join(tmpdir(), "wcp-bench-"));
   const config = testConfig({ LAUNCH_GRACE_SECONDS: "1", INSTALL_SYNC_WAIT_SECONDS: "25", ...env });
   const cloud = await startLocalCloud({
@@ -35,10 +50,17 @@ export async function createWorld(env: Record<string, string> = {}): Promise<Wor
     invocationVisibleDelayMs: 200,
   });
   const queries = { count: 0 };
-  const opened = await openDb("memory://", {
+  let server: PostgresServer | undefined;
+  let url = "memory://";
+  if (opts.db === "postgres") {
+    server = await startPostgres();
+    url = await createTestDatabase(server.url);
+  }
+  const opened = await openDb(url, {
     onQuery: () => {
       queries.count++;
     },
+    onPoolError: () => {},
   });
   await opened.migrate();
   const aws = createAwsClients({
@@ -46,7 +68,7 @@ export async function createWorld(env: Record<string, string> = {}): Promise<Wor
     endpoint: cloud.url,
     credentials: { accessKeyId: "bench", secretAccessKey: "bench" },
     maxAttempts: 3,
-    requestTimeoutMs: 30_000,
+    requestTimeoutMs: opts.requestTimeoutMs ?? 30_000,
   });
   const deps: Deps = {
     db: opened.db,
@@ -67,6 +89,7 @@ export async function createWorld(env: Record<string, string> = {}): Promise<Wor
   };
   return {
     cloud,
+    dbKind: opts.db ?? "pglite",
     deps,
     queries,
     control,
@@ -77,6 +100,7 @@ export async function createWorld(env: Record<string, string> = {}): Promise<Wor
     },
     async close() {
       await opened.close();
+      await server?.stop();
       await cloud.close();
       rmSync(dir, { recursive: true, force: true });
     },
