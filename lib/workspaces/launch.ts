@@ -236,13 +236,14 @@ export async function nextGeneration(
   });
   if (!changed) return null;
   const next = changed.row;
-  await replaceTokens(
+  const stored = await replaceTokens(
     deps.db,
     next.id,
     instanceToken(deps.config.adminToken ?? "", next.id, next.generation),
     next.generation,
   );
-  return next;
+  // A DELETE won the race: nothing to launch for.
+  return stored ? next : null;
 }
 
 async function reload(deps: Deps, row: WorkspaceRow): Promise<WorkspaceRow> {

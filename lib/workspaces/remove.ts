@@ -27,7 +27,6 @@ export interface RemoveResult {
  */
 export async function removeWorkspace(deps: Deps, row: WorkspaceRow): Promise<RemoveResult> {
   if (row.status === "removed") return { row, done: true };
-  await revokeTokens(deps.db, row.id);
   let current = row;
   if (row.status !== "removing") {
     const [changed] = await transition(deps.db, {
@@ -45,6 +44,9 @@ export async function removeWorkspace(deps: Deps, row: WorkspaceRow): Promise<Re
       current = fresh;
     }
   }
+  // After the move to removing: a token minted or re-stored before it is revoked here, and none
+  // can be written after it (replaceTokens refuses a removing workspace in the same statement).
+  await revokeTokens(deps.db, row.id);
   return finishRemoval(deps, current, "api");
 }
 

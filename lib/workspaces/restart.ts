@@ -4,6 +4,7 @@ import type { Deps } from "../deps.js";
 import { reapplyPlugins } from "../plugins/records.js";
 import { type LaunchResult, launchWorkspace } from "./launch.js";
 import type { WorkspaceRow } from "./model.js";
+import { getWorkspace } from "./queries.js";
 import { instanceToken, replaceTokens } from "./tokens.js";
 import { transition } from "./transition.js";
 
@@ -15,7 +16,11 @@ const RESTARTABLE: readonly WorkspaceStatus[] = [
   "failed",
 ];
 
-export type RestartResult = LaunchResult | { kind: "conflict"; row: WorkspaceRow };
+export type RestartResult =
+  | LaunchResult
+  | { kind: "conflict"; row: WorkspaceRow }
+  /** A DELETE won the race: the workspace is removing or removed; nothing was launched. */
+  | { kind: "removed"; row: WorkspaceRow };
 
 /**
  * `POST /workspaces/:id/restart`: moves the row to a new generation without an instance (so the
@@ -32,18 +37,26 @@ export async function restartWorkspace(deps: Deps, row: WorkspaceRow): Promise<R
     actor: "api",
     set: { bumpGeneration: true, instanceId: null, launchedAt: null, lastError: null },
   });
-  if (!changed) return { kind: "conflict", row };
+  if (!changed) {
+    const fresh = await getWorkspace(deps.db, row.id);
+    if (!fresh || fresh.status === "removing" || fresh.status === "removed") {
+      return { kind: "removed", row: fresh ?? row };
+    }
+    return { kind: "conflict", row };
+  }
   const next = changed.row;
   // The new instance starts empty: its plugins are to be installed again (the sweep sends them
   // once it is online), and the old instance's commands no longer say anything about them.
   await reapplyPlugins(deps.db, next.id);
-  // The new instance gets a new token; the old instance's token dies with it.
-  await replaceTokens(
+  // The new instance gets a new token; the old instance's token dies with it. A DELETE that won
+  // the race since the transition leaves nothing to launch for.
+  const stored = await replaceTokens(
     deps.db,
     next.id,
     instanceToken(deps.config.adminToken ?? "", next.id, next.generation),
     next.generation,
   );
+  if (!stored) return { kind: "removed", row: (await getWorkspace(deps.db, next.id)) ?? next };
   if (row.instanceId) {
     const terminated = await terminateInstance(deps, row.instanceId, row.launchedAt);
     if (terminated.kind === "transient") {

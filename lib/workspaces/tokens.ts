@@ -79,23 +79,35 @@ export async function revokeTokens(db: Db, workspaceId: string): Promise<number>
 }
 
 /**
- * Revokes the others and stores `token` (bound to `generation` when it is an instance's),
- * atomically. Storing a token that exists already (an instance's derived token, re-stored on a
- * re-driven launch) revives it rather than failing.
+ * Revokes the others and stores `token` (bound to `generation` when it is an instance's), in one
+ * statement — only while the workspace is neither `removing` nor `removed`. The statement holds
+ * the workspace row `FOR SHARE`, so it serialises with removal's transition: either it commits
+ * first and the removal's revocation (which follows that transition) sees the new token, or it
+ * runs after and finds the workspace removing. Storing a token that exists already (an
+ * instance's derived token, re-stored on a re-driven launch) revives it rather than failing.
+ *
+ * @returns false when the workspace is removing, removed or gone: nothing was written.
  */
 export async function replaceTokens(
   db: Db,
   workspaceId: string,
   token: MintedToken,
   generation: number | null = null,
-): Promise<void> {
-  await db.execute(sql`
-    with revoked as (
+): Promise<boolean> {
+  const result = await db.execute(sql`
+    with live as (
+      select id from workspaces
+      where id = ${workspaceId} and status not in ('removing', 'removed')
+      for share
+    ),
+    revoked as (
       update workspace_tokens set revoked_at = now()
-      where workspace_id = ${workspaceId} and revoked_at is null
+      where workspace_id in (select id from live) and revoked_at is null
         and token_hash <> ${token.hash}
     )
     insert into workspace_tokens (workspace_id, token_hash, prefix, generation)
-    values (${workspaceId}, ${token.hash}, ${token.prefix}, ${generation})
-    on conflict (token_hash) do update set revoked_at = null`);
+    select id, ${token.hash}, ${token.prefix}, ${generation}::int from live
+    on conflict (token_hash) do update set revoked_at = null, generation = excluded.generation
+    returning id`);
+  return rowsOf(result).length > 0;
 }

@@ -123,6 +123,9 @@ instanceRoutes.openapi(
       throw new ApiError("WORKSPACE_REMOVED", "The workspace is removed.");
     }
     const result = await restartWorkspace(deps, row);
+    if (result.kind === "removed") {
+      throw new ApiError("WORKSPACE_REMOVED", "The workspace was removed while restarting.");
+    }
     if (result.kind === "conflict") {
       throw new ApiError(
         "WORKSPACE_STATE_CONFLICT",

@@ -324,7 +324,10 @@ workspaceRoutes.openapi(
       throw new ApiError("WORKSPACE_REMOVED", "The workspace is removed.");
     }
     const token = mintToken();
-    await replaceTokens(deps.db, row.id, token);
+    // The same statement refuses a workspace a racing DELETE has moved to removing.
+    if (!(await replaceTokens(deps.db, row.id, token))) {
+      throw new ApiError("WORKSPACE_REMOVED", "The workspace is removed.");
+    }
     return c.json({ token: token.token }, 201);
   },
 );
