@@ -109,9 +109,14 @@ export function permissionCatalogue<R>(t: PermissionTargets<R>): PermissionState
       actions: ["ssm:SendCommand"],
       resources: [`arn:aws:ssm:*::document/${RUN_SHELL_DOCUMENT}`],
     },
-    // No resource-level permissions exist for these three: "*" only.
+    // No resource-level permissions exist for these four: "*" only.
     {
-      actions: ["ssm:GetCommandInvocation", "ssm:CancelCommand", "ssm:DescribeInstanceInformation"],
+      actions: [
+        "ssm:GetCommandInvocation",
+        "ssm:CancelCommand",
+        "ssm:DescribeInstanceInformation",
+        "ssm:ListCommands",
+      ],
       resources: ["*"],
     },
     // Plugin archives: put, and the presigned GET (signed with the function's credentials, so
@@ -139,20 +144,21 @@ export function catalogueActions(): string[] {
 export const UNGRANTED_LIB_ACTIONS: readonly string[] = ["ssm:CancelCommand"];
 
 /**
- * The API sends every other command in `lib/` (launch, terminate, console, status, plugin
- * install, uninstall and download all start from a request).
+ * The API: launch, terminate, console, status, plugin install, uninstall and download all start
+ * from a request. It never looks up lost commands in SSM's history (the sweep does).
  */
 export const API_ACTIONS: readonly string[] = catalogueActions().filter(
-  (a) => !UNGRANTED_LIB_ACTIONS.includes(a),
+  (a) => !UNGRANTED_LIB_ACTIONS.includes(a) && a !== "ssm:ListCommands",
 );
 
 /**
  * The sweep: re-driven launches (RunInstances with its implicit CreateTags, PassRole and the AMI
  * parameter), the running check, ClientToken lookups and SSM pings (launch, readiness, liveness,
  * orphans), termination (removal, orphans), and plugin operations that outlived their request:
- * reading their commands, and sending a program again (a lost SendCommand answer, a restart's
- * re-apply) with the staged archive presigned (s3:GetObject). It never reads consoles or puts
- * to the staging bucket.
+ * reading their commands, finding a command whose SendCommand answer was lost in SSM's history
+ * (ListCommands), and sending a program again (never sent, or a restart's re-apply) with the
+ * staged archive presigned (s3:GetObject). It never reads consoles or puts to the staging
+ * bucket.
  */
 export const SWEEP_ACTIONS: readonly string[] = [
   "ec2:CreateTags",
@@ -164,6 +170,7 @@ export const SWEEP_ACTIONS: readonly string[] = [
   "ssm:DescribeInstanceInformation",
   "ssm:GetCommandInvocation",
   "ssm:GetParameters",
+  "ssm:ListCommands",
   "ssm:SendCommand",
 ];
 

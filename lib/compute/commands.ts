@@ -3,6 +3,7 @@ import {
   DescribeInstanceInformationCommand,
   GetCommandInvocationCommand,
   type GetCommandInvocationCommandOutput,
+  ListCommandsCommand,
   SendCommandCommand,
 } from "@aws-sdk/client-ssm";
 import { isThrottlingError } from "@smithy/core/retry";
@@ -159,6 +160,43 @@ function answeredRefusal(err: unknown): boolean {
     isPermissionError(err) ||
     (e.$fault === "client" && status !== undefined && status >= 400 && status < 500)
   );
+}
+
+// ListCommands pages hold at most 50 commands (ssm/latest/APIReference/API_ListCommands.html).
+const LIST_PAGE_SIZE = 50;
+
+/**
+ * Finds the newest command sent to `instanceId` at or after `since` whose Comment starts with
+ * `marker` — how a SendCommand whose answer was lost is recovered: the caller put a unique
+ * marker in the comment, SSM keeps the command in its history. `null` when SSM lists none (it
+ * may not list a command just sent yet: the caller waits a while before trusting "none").
+ * Throws when ListCommands fails: "none" must not be read from a failed call.
+ */
+export async function findSentCommand(
+  deps: Pick<Deps, "aws">,
+  instanceId: string,
+  marker: string,
+  since: Date,
+): Promise<string | null> {
+  let best: { id: string; at: number } | null = null;
+  let nextToken: string | undefined;
+  do {
+    const out = await deps.aws.ssm.send(
+      new ListCommandsCommand({
+        InstanceId: instanceId,
+        Filters: [{ key: "InvokedAfter", value: since.toISOString() }],
+        MaxResults: LIST_PAGE_SIZE,
+        ...(nextToken !== undefined && { NextToken: nextToken }),
+      }),
+    );
+    for (const cmd of out.Commands ?? []) {
+      if (!cmd.CommandId || !(cmd.Comment ?? "").startsWith(marker)) continue;
+      const at = cmd.RequestedDateTime?.getTime() ?? 0;
+      if (!best || at > best.at) best = { id: cmd.CommandId, at };
+    }
+    nextToken = out.NextToken || undefined;
+  } while (nextToken !== undefined);
+  return best?.id ?? null;
 }
 
 /** What SSM says of one instance's agent; `NotRegistered` when SSM does not know it. */

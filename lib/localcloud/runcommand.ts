@@ -104,6 +104,11 @@ export class CommandRunner {
     fleet.onInstanceDown((id) => this.#instanceDown(id));
   }
 
+  /** Every command still in the history (30 days). */
+  all(): readonly CommandRecord[] {
+    return this.state.commands;
+  }
+
   get(commandId: string): CommandRecord | undefined {
     return this.state.commands.find((c) => c.commandId === commandId);
   }

@@ -32,6 +32,7 @@ const actions: Record<string, SsmAction> = {
   GetCommandInvocation: getCommandInvocation,
   CancelCommand: cancelCommand,
   DescribeInstanceInformation: describeInstanceInformation,
+  ListCommands: listCommands,
 };
 
 export function isSsmAction(action: string): boolean {
@@ -213,6 +214,8 @@ function sendCommand({ fleet, runner }: SsmDeps, raw: unknown): unknown {
 }
 
 function commandJson(cmd: CommandRecord): Record<string, unknown> {
+  const status = commandStatus(cmd);
+  const done = cmd.invocations.filter((i) => finished.has(i.status));
   return {
     CommandId: cmd.commandId,
     DocumentName: cmd.documentName,
@@ -223,22 +226,114 @@ function commandJson(cmd: CommandRecord): Record<string, unknown> {
     InstanceIds: cmd.instanceIds,
     Targets: [],
     RequestedDateTime: epochSeconds(cmd.requestedAt),
-    Status: "Pending",
-    StatusDetails: "Pending",
+    Status: status,
+    StatusDetails: status,
     OutputS3Region: region,
     OutputS3BucketName: "",
     OutputS3KeyPrefix: "",
     MaxConcurrency: "50",
     MaxErrors: "0",
     TargetCount: cmd.instanceIds.length,
-    CompletedCount: 0,
-    ErrorCount: 0,
+    CompletedCount: done.length,
+    ErrorCount: done.filter((i) => i.status !== "Success").length,
     DeliveryTimedOutCount: 0,
     ServiceRole: "",
     NotificationConfig: { NotificationArn: "", NotificationEvents: [], NotificationType: "" },
     CloudWatchOutputConfig: { CloudWatchLogGroupName: "", CloudWatchOutputEnabled: false },
     TimeoutSeconds: cmd.timeoutSeconds,
   };
+}
+
+/**
+ * A command's own status from its invocations (monitor-commands.html): Pending until one runs,
+ * InProgress while any does, then Success only when all succeeded, else the first failure's.
+ */
+function commandStatus(cmd: CommandRecord): string {
+  const statuses = cmd.invocations.map((i) => i.status);
+  if (statuses.length === 0 || statuses.every((s) => s === "Pending")) return "Pending";
+  if (statuses.some((s) => !finished.has(s))) return "InProgress";
+  return statuses.find((s) => s !== "Success") ?? "Success";
+}
+
+// ---------------------------------------------------------------------------------------------
+// ListCommands
+
+// CommandFilter: key InvokedAfter | InvokedBefore | Status | ExecutionStage | DocumentName, value
+// 1–128 characters; MaxResults 1–50 (ssm/latest/APIReference/API_ListCommands.html,
+// API_CommandFilter.html). InvokedAfter/InvokedBefore take an ISO 8601 timestamp.
+const listCommandsInput = z.object({
+  CommandId: commandId.optional(),
+  InstanceId: instanceId.optional(),
+  MaxResults: z
+    .number()
+    .int()
+    .min(1, { error: "Member must have value greater than or equal to 1" })
+    .max(50, { error: "Member must have value less than or equal to 50" })
+    .optional(),
+  NextToken: z.string().optional(),
+  Filters: z
+    .array(
+      z.object({
+        key: z.enum(["InvokedAfter", "InvokedBefore", "Status", "ExecutionStage", "DocumentName"]),
+        value: z.string().min(1).max(128),
+      }),
+    )
+    .max(5)
+    .optional(),
+});
+
+/** The commands sent, newest first, narrowed by id, instance and filters; paged. */
+function listCommands({ runner }: SsmDeps, raw: unknown): unknown {
+  const input = parse(listCommandsInput, raw);
+  let commands = runner.all();
+  if (input.CommandId !== undefined)
+    commands = commands.filter((c) => c.commandId === input.CommandId);
+  if (input.InstanceId !== undefined) {
+    const id = input.InstanceId;
+    commands = commands.filter((c) => c.instanceIds.includes(id));
+  }
+  for (const f of input.Filters ?? []) {
+    const at = Date.parse(f.value);
+    switch (f.key) {
+      case "InvokedAfter":
+      case "InvokedBefore":
+        if (Number.isNaN(at)) {
+          throw new CloudError("InvalidFilterValue", `The filter value ${f.value} is not valid.`);
+        }
+        commands = commands.filter((c) =>
+          f.key === "InvokedAfter" ? c.requestedAt >= at : c.requestedAt <= at,
+        );
+        break;
+      case "Status":
+        commands = commands.filter((c) => commandStatus(c) === f.value);
+        break;
+      case "DocumentName":
+        commands = commands.filter((c) => c.documentName === f.value);
+        break;
+      case "ExecutionStage":
+        commands = commands.filter((c) =>
+          f.value === "Executing"
+            ? !finished.has(commandStatus(c) as never)
+            : f.value === "Complete" && finished.has(commandStatus(c) as never),
+        );
+        break;
+    }
+  }
+  commands = [...commands].sort((a, b) => b.requestedAt - a.requestedAt);
+  let start = 0;
+  if (input.NextToken) {
+    start = Number(Buffer.from(input.NextToken, "base64url").toString("utf8"));
+    if (!Number.isInteger(start) || start < 0) {
+      throw new CloudError("InvalidNextToken", "The specified token is not valid.");
+    }
+  }
+  const size = input.MaxResults ?? 50;
+  const page = commands.slice(start, start + size);
+  const out: Record<string, unknown> = { Commands: page.map(commandJson) };
+  if (start + size < commands.length) {
+    out.NextToken = Buffer.from(String(start + size)).toString("base64url");
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------

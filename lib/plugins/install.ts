@@ -5,11 +5,11 @@ import type { Deps } from "../deps.js";
 import type { WorkspaceRow } from "../workspaces/model.js";
 import { isPluginAllowed } from "./allowlist.js";
 import {
-  driveOperation,
   endFromResult,
   operationComment,
   operationTimeoutSeconds,
   PRESIGN_SECONDS,
+  settleOperation,
 } from "./operations.js";
 import {
   type ClaimResult,
@@ -120,7 +120,7 @@ export async function installPlugin(deps: Deps, input: InstallInput): Promise<In
     });
     const sent = await sendToTarget(deps, target.instanceId, script, {
       timeoutSeconds: operationTimeoutSeconds("install"),
-      comment: operationComment("install", name),
+      comment: operationComment("install", name, claim.opId),
     });
     switch (sent.kind) {
       case "sent":
@@ -128,6 +128,7 @@ export async function installPlugin(deps: Deps, input: InstallInput): Promise<In
       case "send-unknown":
         await noteSendUnknown(deps.db, {
           ...key,
+          instanceId: target.instanceId,
           error: `the install was sent but SSM's answer was lost (${sent.error.code}); the sweep confirms it`,
         });
         return { kind: "installing", name, commandId: null };
@@ -165,7 +166,7 @@ export async function installPlugin(deps: Deps, input: InstallInput): Promise<In
 async function claimOrSettle(deps: Deps, claim: InstallClaim): Promise<ClaimResult> {
   const first = await claimInstall(deps.db, claim);
   if (first.kind !== "busy") return first;
-  if ((await driveOperation(deps, first.row, { sendAllowed: false })) !== "finished") return first;
+  if ((await settleOperation(deps, first.row)).kind !== "finished") return first;
   return claimInstall(deps.db, claim);
 }
 

@@ -1,16 +1,15 @@
 import { randomBytes } from "node:crypto";
-import { type CommandResult, readCommand, sendCommand } from "../compute/commands.js";
+import { type CommandResult, readCommand } from "../compute/commands.js";
 import { describeAwsError, isTransientAwsError } from "../compute/errors.js";
 import { presignGet } from "../compute/staging-bucket.js";
 import type { Deps } from "../deps.js";
+import type { WorkspaceRow } from "../workspaces/model.js";
 import { getWorkspace } from "../workspaces/queries.js";
 import {
   endOperation,
   INSTALL_CLAIM_SECONDS,
   INSTALL_COMMAND_TIMEOUT_SECONDS,
-  noteSendUnknown,
   type OperationEnd,
-  recordSent,
   UNINSTALL_CLAIM_SECONDS,
   UNINSTALL_COMMAND_TIMEOUT_SECONDS,
   type WorkspacePluginRow,
@@ -26,10 +25,6 @@ import { commandFailureText } from "./target.js";
 
 /** The presigned URL's lifetime: the program downloads right away, retries included. */
 export const PRESIGN_SECONDS = 300;
-
-// An operation claimed on the current instance with no command recorded yet may still be in its
-// request (uploading, sending); the sweep leaves it that long before sending on its own.
-const SEND_SETTLE_MS = 60_000;
 
 export type OperationKind = "install" | "uninstall";
 
@@ -69,113 +64,76 @@ export async function operationProgram(deps: Deps, row: WorkspacePluginRow) {
 export const operationTimeoutSeconds = (kind: OperationKind) =>
   kind === "install" ? INSTALL_COMMAND_TIMEOUT_SECONDS : UNINSTALL_COMMAND_TIMEOUT_SECONDS;
 
-export const operationComment = (kind: OperationKind, name: string) =>
-  `wcp: ${kind} plugin ${name}`;
+/** What names an operation's commands in SSM's history: unique per claim. */
+export const operationMarker = (opId: string) => `wcp op ${opId}`;
+
+/** The SendCommand Comment (at most 100 characters): the marker first, so it is never cut. */
+export const operationComment = (kind: OperationKind, name: string, opId: string) =>
+  `${operationMarker(opId)} ${kind} plugin ${name}`.slice(0, 100);
 
 /**
- * What {@link driveOperation} did: `finished` (the record was ended), `sent` (the program was
- * sent, or sent again), `pending` (still running, or AWS could not say — later), `skipped` (no
- * operation holds the row any more).
+ * What {@link settleOperation} found: `finished` (the record was ended), `pending` (its command
+ * still runs, or AWS could not say — later), `skipped` (no operation holds the row any more), or
+ * `unsent`: no command of the operation is known on the workspace's current instance (the send's
+ * answer was lost, the request died before sending, or a restart moved the workspace on) — the
+ * sweep's {@link driveOperation} takes it from there.
  */
-export type DriveOutcome = "finished" | "sent" | "pending" | "skipped";
+export type SettleOutcome =
+  | { kind: "finished" | "pending" | "skipped" }
+  | { kind: "unsent"; workspace: WorkspaceRow };
 
 /**
- * Drives an in-progress operation on — the sweep's plugins pass, and a request that finds the row
- * claimed. Safe to run twice: every write names the operation's `op_id`.
+ * Reads an in-progress operation's command and ends the record if it finished — a request that
+ * finds the row claimed, and the first step of the sweep's {@link driveOperation}. Only reads
+ * SSM; never sends. Safe to run twice: every write names the operation's `op_id`.
  *
- * - its command ran on the workspace's current instance: read it; finished → end the record;
- *   still running past the claim's expiry → `failed`;
- * - no command is known on the current instance (the send's answer was lost, the request died
- *   before sending, or a restart moved the workspace to a new instance): once the workspace is
- *   online, send the program (again). The programs are idempotent and take a per-plugin lock on
- *   the instance, so a send that did happen after all only repeats the same result;
- * - the workspace is removed, or its instance is not running and no launch is under way → `failed`.
- *
- * `sendAllowed: false` (a request) only reads; it never sends on the sweep's behalf.
+ * - its command ran on the workspace's current instance: finished → end the record; still
+ *   running past the claim's expiry → `failed`; SSM does not know it → `failed`;
+ * - the workspace is removed → `failed`.
  */
-export async function driveOperation(
-  deps: Deps,
-  row: WorkspacePluginRow,
-  opts: { sendAllowed: boolean },
-): Promise<DriveOutcome> {
+export async function settleOperation(deps: Deps, row: WorkspacePluginRow): Promise<SettleOutcome> {
   if ((row.state !== "installing" && row.state !== "uninstalling") || row.opId === null) {
-    return "skipped";
+    return { kind: "skipped" };
   }
   const kind = operationKind(row);
-  const key = { workspaceId: row.workspaceId, name: row.name, opId: row.opId };
-  const end = async (e: OperationEnd): Promise<DriveOutcome> =>
-    (await endOperation(deps.db, key, e)).done ? "finished" : "skipped";
-  const age = deps.clock.now().getTime() - row.updatedAt.getTime();
-  const claimMs = (kind === "install" ? INSTALL_CLAIM_SECONDS : UNINSTALL_CLAIM_SECONDS) * 1000;
-
+  const end = (e: OperationEnd) => endRow(deps, row, e);
   const workspace = await getWorkspace(deps.db, row.workspaceId);
   if (!workspace || workspace.status === "removing" || workspace.status === "removed") {
     return end({ kind: "failed", error: `the workspace was removed before the ${kind} finished` });
   }
   const current = workspace.instanceId;
-  if (row.commandId !== null && row.instanceId !== null && row.instanceId === current) {
-    let result: CommandResult | null;
-    try {
-      result = await readCommand(deps, row.commandId, current);
-    } catch (err) {
-      if (isTransientAwsError(err)) return "pending";
-      const e = describeAwsError(err);
-      return end({ kind: "failed", error: `SSM does not know the ${kind} command (${e.code})` });
-    }
-    if (result) return end(endFromResult(kind, result));
-    if (age <= claimMs) return "pending";
-    return end({
-      kind: "failed",
-      error: `the ${kind} command did not finish within ${Math.round(age / 1000)} s`,
-    });
+  if (row.commandId === null || row.instanceId === null || row.instanceId !== current) {
+    return { kind: "unsent", workspace };
   }
-
-  if (!opts.sendAllowed) return "pending";
-  const sameInstance = row.instanceId !== null && row.instanceId === current;
-  if (row.commandId === null && sameInstance && age < SEND_SETTLE_MS) return "pending";
-  const up = workspace.status === "online" || workspace.status === "degraded";
-  // Sent (or claimed) on this very instance: SSM's ping decides whether it can be reached. A
-  // re-apply to a new instance waits until readiness has brought the workspace online.
-  if (current === null || (!sameInstance && !up)) {
-    if (workspace.status === "provisioning") return "pending";
-    return end({
-      kind: kind === "install" ? "unchanged" : "failed",
-      error: `the workspace's instance is not running (${workspace.status}); ${kind} it again once it is online`,
-      keepFailed: true,
-    });
+  let result: CommandResult | null;
+  try {
+    result = await readCommand(deps, row.commandId, current);
+  } catch (err) {
+    if (isTransientAwsError(err)) return { kind: "pending" };
+    const e = describeAwsError(err);
+    return end({ kind: "failed", error: `SSM does not know the ${kind} command (${e.code})` });
   }
-  if (sameInstance && age > claimMs) {
-    return end({
-      kind: kind === "install" ? "unchanged" : "failed",
-      error: `the ${kind} could not be confirmed within ${Math.round(age / 1000)} s; ${kind} it again`,
-      keepFailed: true,
-    });
-  }
-  const program = await operationProgram(deps, row);
-  if (program === null) {
-    return end({ kind: "failed", error: "no staged archive is recorded; install it again" });
-  }
-  const sent = await sendCommand(deps, current, program, {
-    timeoutSeconds: operationTimeoutSeconds(kind),
-    comment: operationComment(kind, row.name),
+  if (result) return end(endFromResult(kind, result));
+  const age = ageMs(deps, row);
+  if (age <= claimMs(kind)) return { kind: "pending" };
+  return end({
+    kind: "failed",
+    error: `the ${kind} command did not finish within ${Math.round(age / 1000)} s`,
   });
-  switch (sent.kind) {
-    case "sent":
-      return (await recordSent(deps.db, { ...key, commandId: sent.commandId, instanceId: current }))
-        ? "sent"
-        : "skipped";
-    case "unknown":
-      await noteSendUnknown(deps.db, {
-        ...key,
-        error: `the ${kind} was sent but SSM's answer was lost (${sent.error.code}); it is confirmed by the next sweep`,
-      });
-      return "pending";
-    case "unreachable":
-    case "transient":
-      return "pending";
-    default: {
-      const unreachable: never = sent;
-      throw new Error(`unhandled send result ${JSON.stringify(unreachable)}`);
-    }
-  }
 }
+
+/** Ends the operation holding `row`: `finished`, or `skipped` when it moved on meanwhile. */
+export async function endRow(
+  deps: Deps,
+  row: WorkspacePluginRow,
+  e: OperationEnd,
+): Promise<{ kind: "finished" | "skipped" }> {
+  const key = { workspaceId: row.workspaceId, name: row.name, opId: row.opId ?? "" };
+  return (await endOperation(deps.db, key, e)).done ? { kind: "finished" } : { kind: "skipped" };
+}
+
+export const ageMs = (deps: Pick<Deps, "clock">, row: Pick<WorkspacePluginRow, "updatedAt">) =>
+  deps.clock.now().getTime() - row.updatedAt.getTime();
+
+export const claimMs = (kind: OperationKind) =>
+  (kind === "install" ? INSTALL_CLAIM_SECONDS : UNINSTALL_CLAIM_SECONDS) * 1000;

@@ -165,14 +165,17 @@ export async function recordSent(
   return rows.length > 0;
 }
 
-/** Keeps a claim alive (its send's answer was lost; the sweep tries again later). */
+/**
+ * Keeps a claim alive after a send whose answer was lost, naming the instance it went to: the
+ * sweep looks for the command in that instance's SSM history later.
+ */
 export async function noteSendUnknown(
   db: Db,
-  input: PluginKey & { opId: string; error: string },
+  input: PluginKey & { opId: string; error: string; instanceId: string },
 ): Promise<void> {
   await db
     .update(workspacePlugins)
-    .set({ error: input.error, updatedAt: sql`now()` })
+    .set({ error: input.error, instanceId: input.instanceId, updatedAt: sql`now()` })
     .where(and(byKey(input), eq(workspacePlugins.opId, input.opId)));
 }
 

@@ -3,10 +3,10 @@ import { type CommandResult, waitForCommand } from "../compute/commands.js";
 import type { Deps } from "../deps.js";
 import type { WorkspaceRow } from "../workspaces/model.js";
 import {
-  driveOperation,
   endFromResult,
   operationComment,
   operationTimeoutSeconds,
+  settleOperation,
 } from "./operations.js";
 import {
   claimUninstall,
@@ -57,7 +57,7 @@ export async function uninstallPlugin(
   const claim = { ...key, opId, instanceId: target.instanceId };
   let claimed = await claimUninstall(deps.db, claim);
   if (claimed?.kind === "busy") {
-    if ((await driveOperation(deps, claimed.row, { sendAllowed: false })) === "finished") {
+    if ((await settleOperation(deps, claimed.row)).kind === "finished") {
       claimed = await claimUninstall(deps.db, claim);
     }
   }
@@ -71,7 +71,7 @@ export async function uninstallPlugin(
     uninstallProgram({ name: input.name, txn: opId.replaceAll("-", "").slice(0, 16) }),
     {
       timeoutSeconds: operationTimeoutSeconds("uninstall"),
-      comment: operationComment("uninstall", input.name),
+      comment: operationComment("uninstall", input.name, opId),
     },
   );
   const op = { ...key, opId };
@@ -81,6 +81,7 @@ export async function uninstallPlugin(
     case "send-unknown":
       await noteSendUnknown(deps.db, {
         ...op,
+        instanceId: target.instanceId,
         error: `the uninstall was sent but SSM's answer was lost (${sent.error.code}); the sweep confirms it`,
       });
       return { kind: "uninstalling", commandId: null };

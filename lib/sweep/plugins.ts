@@ -1,7 +1,7 @@
 import { and, asc, eq, gt, inArray, or } from "drizzle-orm";
 import { forEachBounded } from "../bounded.js";
 import { workspacePlugins } from "../db/schema.js";
-import { driveOperation } from "../plugins/operations.js";
+import { driveOperation } from "../plugins/reconcile.js";
 import { hasTimeForBatch, type PassContext, type PassCounts, zeroCounts } from "./types.js";
 
 /**
@@ -40,7 +40,7 @@ export async function sweepPlugins(ctx: PassContext): Promise<PassCounts> {
     counts.checked += rows.length;
     await forEachBounded(rows, 4, async (row) => {
       try {
-        const outcome = await driveOperation(ctx.deps, row, { sendAllowed: true });
+        const outcome = await driveOperation(ctx.deps, row);
         switch (outcome) {
           case "finished":
           case "sent":

@@ -291,55 +291,96 @@ describe(`lost answers and stale writers over ${dbKind()}`, () => {
   });
 
   describe("4. SendCommand is never retried blindly, and the answer says what is known", () => {
-    it("a send whose answer is lost runs once, answers 202, and the sweep confirms the install", async () => {
-      // Prepare: a running workspace.
-      const res = await t.admin("POST", "/workspaces", { name: "plugged" });
+    for (const [what, fault] of [
+      ["once", { ...LOST, times: 1 }],
+      ["on every call", { latencyMs: LOST.latencyMs }],
+    ] as const) {
+      it(`a send whose answer is lost ${what} runs once, answers 202, and the sweep finds it in SSM's history`, async () => {
+        // Prepare: a running workspace.
+        const res = await t.admin("POST", "/workspaces", { name: "plugged" });
+        const { workspace } = (await res.json()) as { workspace: Workspace };
+        await waitFor(async () => {
+          const v = await c.instance(workspace.instanceId ?? "");
+          return v.ssmPingStatus === "Online" ? v : undefined;
+        });
+        const dir = (await c.instance(workspace.instanceId ?? "")).dir;
+        await c.resetStats();
+        // The SDK's default strategy would retry a lost answer into a second run.
+        await c.fault({ service: "ssm", action: "SendCommand", ...fault });
+
+        // Act
+        const install = await t.admin("POST", `/workspaces/${workspace.id}/plugins`, {
+          source: "local://code-review",
+        });
+        const sends = await c.calls("ssm:SendCommand");
+        const listed = await listWorkspacePlugins(t.opened.db, workspace.id);
+        // The command did reach SSM (its answer only was lost): the program ran.
+        await waitFor(
+          async () =>
+            (await readFile(join(dir, "configs/plugins/code-review/plugin.yaml"), "utf8").catch(
+              () => undefined,
+            )) ?? undefined,
+        );
+        // The sweep, once the send has settled: the command is found by its claim's marker in
+        // SSM's history, then read.
+        const settled = later(120_000);
+        const found = await sweep(["plugins"], settled);
+        const done = await waitFor(async () => {
+          await sweep(["plugins"], settled);
+          const [row] = await listWorkspacePlugins(t.opened.db, workspace.id);
+          return row?.state === "installed" ? row : undefined;
+        }, 10_000);
+
+        // Assess
+        expect(install.status).toBe(202);
+        expect(await install.json()).toEqual({
+          status: "installing",
+          plugin: "code-review",
+          commandId: null,
+        });
+        expect(sends).toBe(1);
+        expect(listed.map((r) => [r.name, r.state])).toEqual([["code-review", "installing"]]);
+        expect(found.passes.plugins.changed).toBe(1);
+        expect(done).toMatchObject({ state: "installed", version: "1.2.0" });
+        expect(done.commandId).toMatch(/^[0-9a-f-]{36}$/);
+        // Nothing was sent again: the one command was found and read.
+        expect(await c.calls("ssm:SendCommand")).toBe(1);
+        const skill = await readFile(join(dir, "configs/skills/review/SKILL.md"), "utf8");
+        expect(skill).toContain("name: review");
+      });
+    }
+
+    it("a claim whose request died before sending is sent by the sweep", async () => {
+      // Prepare: a claim on the current instance, no command, nothing in SSM's history.
+      const res = await t.admin("POST", "/workspaces", { name: "orphan-claim" });
       const { workspace } = (await res.json()) as { workspace: Workspace };
       await waitFor(async () => {
         const v = await c.instance(workspace.instanceId ?? "");
         return v.ssmPingStatus === "Online" ? v : undefined;
       });
-      const dir = (await c.instance(workspace.instanceId ?? "")).dir;
+      expect(
+        (
+          await t.admin("POST", `/workspaces/${workspace.id}/plugins`, {
+            source: "local://code-review",
+          })
+        ).status,
+      ).toBe(200);
+      await t.opened.db.execute(sql`
+        update workspace_plugins set state = 'installing', op_id = gen_random_uuid(),
+          command_id = null, previous = null where workspace_id = ${workspace.id}`);
       await c.resetStats();
-      // One lost answer: the SDK's default strategy would retry it into a second run.
-      await c.fault({ service: "ssm", action: "SendCommand", ...LOST, times: 1 });
 
       // Act
-      const install = await t.admin("POST", `/workspaces/${workspace.id}/plugins`, {
-        source: "local://code-review",
-      });
-      const sends = await c.calls("ssm:SendCommand");
-      const listed = await listWorkspacePlugins(t.opened.db, workspace.id);
-      // The program did run on the instance.
-      await waitFor(
-        async () =>
-          (await readFile(join(dir, "configs/plugins/code-review/plugin.yaml"), "utf8").catch(
-            () => undefined,
-          )) ?? undefined,
-      );
-      // The sweep confirms it: once the send has settled, it sends again (the program is
-      // idempotent) and reads the result.
-      const settled = later(120_000);
-      const driven = await sweep(["plugins"], settled);
       const done = await waitFor(async () => {
-        const s = await sweep(["plugins"], settled);
+        await sweep(["plugins"], later(120_000));
         const [row] = await listWorkspacePlugins(t.opened.db, workspace.id);
-        return row?.state === "installed" ? { s, row } : undefined;
+        return row?.state === "installed" ? row : undefined;
       }, 10_000);
 
       // Assess
-      expect(install.status).toBe(202);
-      expect(await install.json()).toEqual({
-        status: "installing",
-        plugin: "code-review",
-        commandId: null,
-      });
-      expect(sends).toBe(1);
-      expect(listed.map((r) => [r.name, r.state])).toEqual([["code-review", "installing"]]);
-      expect(driven.passes.plugins.changed).toBe(1);
-      expect(done.row).toMatchObject({ state: "installed", version: "1.2.0" });
-      const skill = await readFile(join(dir, "configs/skills/review/SKILL.md"), "utf8");
-      expect(skill).toContain("name: review");
+      expect(done.commandId).not.toBeNull();
+      expect(await c.calls("ssm:ListCommands")).toBeGreaterThanOrEqual(1);
+      expect(await c.calls("ssm:SendCommand")).toBe(1);
     });
   });
 

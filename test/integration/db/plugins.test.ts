@@ -7,7 +7,7 @@ import { workspacePlugins, workspaces } from "../../../lib/db/schema.js";
 import type { Deps } from "../../../lib/deps.js";
 import { createApp } from "../../../lib/http/app.js";
 import { stagedArchiveKey } from "../../../lib/plugins/install.js";
-import { type DriveOutcome, driveOperation } from "../../../lib/plugins/operations.js";
+import { type DriveOutcome, driveOperation } from "../../../lib/plugins/reconcile.js";
 import { getWorkspacePlugin } from "../../../lib/plugins/records.js";
 import { defaultSourceRegistry, type PluginSource } from "../../../lib/plugins/sources.js";
 import { packPlugin, stagePlugin } from "../../../lib/plugins/staging.js";
@@ -67,7 +67,7 @@ async function drive(
   key: { workspaceId: string; name: string },
 ): Promise<DriveOutcome> {
   const row = await getWorkspacePlugin(deps.db, key);
-  return row ? driveOperation(deps, row, { sendAllowed: true }) : "skipped";
+  return row ? driveOperation(deps, row) : "skipped";
 }
 
 interface ErrorBody {

@@ -6,7 +6,7 @@ import {
   DescribeInstanceInformationCommand,
   GetCommandInvocationCommand,
   type GetCommandInvocationCommandOutput,
-  ListCommandsCommand,
+  ListCommandInvocationsCommand,
   SendCommandCommand,
 } from "@aws-sdk/client-ssm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -278,7 +278,7 @@ describe("SendCommand and GetCommandInvocation", () => {
   });
 
   it("answers UnknownOperationException for an operation it does not implement", async () => {
-    const err = await failure(t.ssm.send(new ListCommandsCommand({})));
+    const err = await failure(t.ssm.send(new ListCommandInvocationsCommand({})));
     expect(err.name).toBe("UnknownOperationException");
     expect(err.$metadata?.httpStatusCode).toBe(400);
   });
