@@ -9,7 +9,7 @@ import { systemClock } from "../lib/deps.js";
 import { createApp } from "../lib/http/app.js";
 import { startLocalCloud } from "../lib/localcloud/index.js";
 import { createLog } from "../lib/log.js";
-import { runSweep } from "../lib/sweep/run.js";
+import { DEFAULT_LEASE_SECONDS, runSweep } from "../lib/sweep/run.js";
 
 // `npm start`: the whole product on one machine — API, embedded PGlite, embedded local cloud.
 
@@ -79,7 +79,11 @@ const sweepTimer = setInterval(() => {
   if (sweeping) return;
   // The same budget a scheduled run has in AWS (its timeout less a margin); runs never overlap.
   const deadline = Date.now() + 50_000;
-  sweeping = runSweep(deps, { budget: { remainingMs: () => deadline - Date.now() } })
+  sweeping = runSweep(deps, {
+    budget: { remainingMs: () => deadline - Date.now() },
+    // A killed run blocks a pass for at most one interval.
+    leaseSeconds: Math.min(DEFAULT_LEASE_SECONDS, config.sweepIntervalSeconds),
+  })
     .catch((err: unknown) => log.error("sweep failed", { error: String(err) }))
     .finally(() => {
       sweeping = null;

@@ -8,6 +8,18 @@ import { z } from "zod";
 
 export type Mode = "lambda" | "local";
 
+/**
+ * How long an API request may run: API Gateway's HTTP API integration timeout is 30 s
+ * (docs.aws.amazon.com/apigateway/latest/developerguide/http-api-quotas.html), the function's own
+ * timeout is 29 s (infra/api.ts), and locally requests get the same.
+ */
+export const REQUEST_DEADLINE_SECONDS = 29;
+/**
+ * What an install's fetch and its wait for the program may add up to: the request's deadline
+ * less the time to pack, claim, put to S3, presign and send (6 s) and to answer (1 s).
+ */
+export const INSTALL_FIT_SECONDS = REQUEST_DEADLINE_SECONDS - 7;
+
 const DEFAULT_AMI =
   "resolve:ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64";
 const DEFAULT_TIERS = { "1": "t3.small", "2": "t3.medium", "3": "t3.large", "4": "t3.xlarge" };
@@ -89,8 +101,8 @@ const schema = z.object({
     .positive()
     .default(100 * 1024 * 1024),
   PLUGIN_MAX_FILES: z.coerce.number().int().positive().default(10_000),
-  PLUGIN_FETCH_TIMEOUT_SECONDS: seconds(60),
-  INSTALL_SYNC_WAIT_SECONDS: z.coerce.number().min(0).max(25).default(20),
+  PLUGIN_FETCH_TIMEOUT_SECONDS: seconds(12),
+  INSTALL_SYNC_WAIT_SECONDS: z.coerce.number().min(0).max(25).default(10),
   DOWNLOAD_INLINE_MAX_BYTES: z.coerce
     .number()
     .int()
@@ -175,6 +187,15 @@ export function loadConfig(env: Record<string, string | undefined>, mode: Mode):
     );
   }
   const e = parsed.data;
+  // An install fetches, then stages and sends, then waits: all inside one request's deadline.
+  if (e.PLUGIN_FETCH_TIMEOUT_SECONDS + e.INSTALL_SYNC_WAIT_SECONDS > INSTALL_FIT_SECONDS) {
+    throw new ConfigError(
+      ["PLUGIN_FETCH_TIMEOUT_SECONDS", "INSTALL_SYNC_WAIT_SECONDS"].map((variable) => ({
+        variable,
+        message: `PLUGIN_FETCH_TIMEOUT_SECONDS + INSTALL_SYNC_WAIT_SECONDS must be at most ${INSTALL_FIT_SECONDS} (a request has ${REQUEST_DEADLINE_SECONDS} s; staging and sending need the rest)`,
+      })),
+    );
+  }
   if (mode === "lambda") {
     const missing = (["ADMIN_TOKEN", "DATABASE_URL", "STAGING_BUCKET"] as const).filter(
       (k) => e[k] === undefined,

@@ -1,6 +1,7 @@
 import type { AwsClients } from "./compute/clients.js";
 import type { Config } from "./config.js";
 import type { Db } from "./db/client.js";
+import type { Deadline } from "./deadline.js";
 
 /** Structured logging; the Powertools `Logger` satisfies it, tests pass a quiet one. */
 export interface Log {
@@ -24,6 +25,11 @@ export interface Deps {
   clock: Clock;
   log: Log;
   config: Config;
+  /**
+   * When the current unit of work (a request, a sweep run) must be done; every AWS call and wait
+   * takes at most what remains. Set per request / per run, never at build time.
+   */
+  deadline?: Deadline;
 }
 
 export const systemClock: Clock = { now: () => new Date() };

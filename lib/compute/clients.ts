@@ -12,7 +12,11 @@ export interface AwsClients {
    */
   ssmNoRetry: SSMClient;
   s3: S3Client;
+  /** Each attempt's own timeout; a deadline can only shorten it. */
+  requestTimeoutMs?: number;
 }
+
+const DEFAULT_REQUEST_TIMEOUT_MS = 5_000;
 
 export interface AwsClientOptions {
   region: string;
@@ -40,7 +44,7 @@ export function createAwsClients(opts: AwsClientOptions): AwsClients {
   const requestHandler = () =>
     new NodeHttpHandler({
       connectionTimeout: opts.connectionTimeoutMs ?? 2_000,
-      requestTimeout: opts.requestTimeoutMs ?? 5_000,
+      requestTimeout: opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
       throwOnRequestTimeout: true,
     });
   return {
@@ -49,5 +53,6 @@ export function createAwsClients(opts: AwsClientOptions): AwsClients {
     ssmNoRetry: new SSMClient({ ...common, maxAttempts: 1, requestHandler: requestHandler() }),
     // Path-style keeps bucket names out of DNS, which the local cloud and custom endpoints need.
     s3: new S3Client({ ...common, forcePathStyle: true, requestHandler: requestHandler() }),
+    requestTimeoutMs: opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
   };
 }

@@ -8,6 +8,7 @@ import {
 } from "@aws-sdk/client-ssm";
 import { isThrottlingError } from "@smithy/core/retry";
 import { forEachBounded } from "../bounded.js";
+import { callOptions } from "../deadline.js";
 import type { Deps } from "../deps.js";
 import { type AwsProblem, awsErrorCode, describeAwsError, isPermissionError } from "./errors.js";
 import type { Program } from "./script.js";
@@ -95,7 +96,7 @@ const SEND_BACKOFF_MS = 100;
  * answer is `unknown`, never `transient`.
  */
 export async function sendCommand(
-  deps: Pick<Deps, "aws">,
+  deps: Pick<Deps, "aws" | "deadline">,
   instanceId: string,
   script: Program,
   opts: SendOptions,
@@ -118,7 +119,7 @@ export async function sendCommand(
   });
   for (let attempt = 1; ; attempt++) {
     try {
-      const out = await deps.aws.ssmNoRetry.send(command);
+      const out = await deps.aws.ssmNoRetry.send(command, callOptions(deps));
       const commandId = out.Command?.CommandId;
       if (!commandId) {
         // Accepted, but we cannot tell which command it is.
@@ -173,7 +174,7 @@ const LIST_PAGE_SIZE = 50;
  * Throws when ListCommands fails: "none" must not be read from a failed call.
  */
 export async function findSentCommand(
-  deps: Pick<Deps, "aws">,
+  deps: Pick<Deps, "aws" | "deadline">,
   instanceId: string,
   marker: string,
   since: Date,
@@ -188,6 +189,7 @@ export async function findSentCommand(
         MaxResults: LIST_PAGE_SIZE,
         ...(nextToken !== undefined && { NextToken: nextToken }),
       }),
+      callOptions(deps),
     );
     for (const cmd of out.Commands ?? []) {
       if (!cmd.CommandId || !(cmd.Comment ?? "").startsWith(marker)) continue;
@@ -217,7 +219,7 @@ const PING_PAGE_SIZE = 50;
  * does not list is `NotRegistered`.
  */
 export async function pingStatuses(
-  deps: Pick<Deps, "aws">,
+  deps: Pick<Deps, "aws" | "deadline">,
   instanceIds: readonly string[],
 ): Promise<Map<string, PingResult>> {
   const unique = [...new Set(instanceIds)].filter((id) => id !== "");
@@ -237,6 +239,7 @@ export async function pingStatuses(
             MaxResults: PING_PAGE_SIZE,
             ...(nextToken !== undefined && { NextToken: nextToken }),
           }),
+          callOptions(deps),
         );
         for (const info of out.InstanceInformationList ?? []) {
           if (info.InstanceId && chunk.includes(info.InstanceId)) {
@@ -262,7 +265,7 @@ export async function pingStatuses(
  * GetCommandInvocation may answer InvocationDoesNotExist for a while (a known race).
  */
 export async function readCommand(
-  deps: Pick<Deps, "aws">,
+  deps: Pick<Deps, "aws" | "deadline">,
   commandId: string,
   instanceId: string,
 ): Promise<CommandResult | null> {
@@ -270,6 +273,7 @@ export async function readCommand(
   try {
     out = await deps.aws.ssm.send(
       new GetCommandInvocationCommand({ CommandId: commandId, InstanceId: instanceId }),
+      callOptions(deps),
     );
   } catch (err) {
     if (awsErrorCode(err) === "InvocationDoesNotExist") return null;
@@ -293,12 +297,13 @@ export async function readCommand(
 }
 
 export async function cancelCommand(
-  deps: Pick<Deps, "aws">,
+  deps: Pick<Deps, "aws" | "deadline">,
   commandId: string,
   instanceId: string,
 ): Promise<void> {
   await deps.aws.ssm.send(
     new CancelCommandCommand({ CommandId: commandId, InstanceIds: [instanceId] }),
+    callOptions(deps),
   );
 }
 
@@ -325,7 +330,7 @@ const MAX_POLL_MS = 2_000;
  * poll says nothing about the command.
  */
 export async function waitForCommand(
-  deps: Pick<Deps, "aws">,
+  deps: Pick<Deps, "aws" | "deadline">,
   commandId: string,
   instanceId: string,
   deadline: number,
@@ -350,7 +355,7 @@ export async function waitForCommand(
  * polling, and — past the deadline — CancelCommand.
  */
 export async function runCommand(
-  deps: Pick<Deps, "aws">,
+  deps: Pick<Deps, "aws" | "deadline">,
   instanceId: string,
   script: Program,
   opts: RunOptions,

@@ -5,6 +5,7 @@ import {
   type Instance,
 } from "@aws-sdk/client-ec2";
 import { forEachBounded } from "../bounded.js";
+import { callOptions } from "../deadline.js";
 import type { Deps } from "../deps.js";
 import { type AwsProblem, describeAwsError } from "./errors.js";
 
@@ -54,7 +55,7 @@ export const PARALLEL_CALLS = 4;
  * @returns exactly one check per distinct id.
  */
 export async function checkInstances(
-  deps: Pick<Deps, "aws" | "clock" | "config">,
+  deps: Pick<Deps, "aws" | "clock" | "config" | "deadline">,
   ids: readonly string[],
   opts: CheckOptions = {},
 ): Promise<Map<string, InstanceCheck>> {
@@ -104,7 +105,7 @@ export async function checkInstances(
 
 /** A batch of one. */
 export async function checkInstance(
-  deps: Pick<Deps, "aws" | "clock" | "config">,
+  deps: Pick<Deps, "aws" | "clock" | "config" | "deadline">,
   instanceId: string,
   launchedAt: Date | null = null,
 ): Promise<InstanceCheck> {
@@ -153,7 +154,7 @@ export interface TaggedInstance {
  * Throws on any failure: the orphan pass must not act on a partial list.
  */
 export async function listDeploymentInstances(
-  deps: Pick<Deps, "aws" | "config">,
+  deps: Pick<Deps, "aws" | "config" | "deadline">,
 ): Promise<TaggedInstance[]> {
   const found = await describeAll(deps, [
     { Name: "tag:wcp:managed", Values: ["true"] },
@@ -192,7 +193,7 @@ export interface TokenInstance {
  * from a failed call.
  */
 export async function findByClientTokens(
-  deps: Pick<Deps, "aws">,
+  deps: Pick<Deps, "aws" | "deadline">,
   tokens: readonly string[],
 ): Promise<Map<string, TokenInstance>> {
   const unique = [...new Set(tokens)].filter((t) => t !== "");
@@ -219,7 +220,7 @@ export async function findByClientTokens(
 
 /** The batch of one: the live instance launched with `clientToken`, or null. */
 export async function findByClientToken(
-  deps: Pick<Deps, "aws">,
+  deps: Pick<Deps, "aws" | "deadline">,
   clientToken: string,
 ): Promise<TokenInstance | null> {
   if (clientToken === "") return null;
@@ -227,7 +228,7 @@ export async function findByClientToken(
 }
 
 async function describeAll(
-  deps: Pick<Deps, "aws">,
+  deps: Pick<Deps, "aws" | "deadline">,
   filters: Filter[],
   expectedIds?: readonly string[],
 ): Promise<Map<string, Instance>> {
@@ -240,6 +241,7 @@ async function describeAll(
         MaxResults: 1000,
         ...(nextToken !== undefined && { NextToken: nextToken }),
       }),
+      callOptions(deps),
     );
     if (!Array.isArray(page.Reservations)) {
       throw Object.assign(new Error("DescribeInstances reply has no reservations"), {

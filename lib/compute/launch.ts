@@ -4,6 +4,7 @@ import {
   RunInstancesCommand,
   TerminateInstancesCommand,
 } from "@aws-sdk/client-ec2";
+import { callOptions } from "../deadline.js";
 import type { Deps } from "../deps.js";
 import {
   type AwsProblem,
@@ -53,7 +54,7 @@ export const TAG_GENERATION = "wcp:generation";
  * instance ever exists untagged; IMDSv2 required.
  */
 export async function runInstance(
-  deps: Pick<Deps, "aws" | "config">,
+  deps: Pick<Deps, "aws" | "config" | "deadline">,
   spec: LaunchSpec,
 ): Promise<LaunchOutcome> {
   const c = deps.config;
@@ -107,6 +108,7 @@ export async function runInstance(
           { ResourceType: "volume", Tags: tags },
         ],
       }),
+      callOptions(deps),
     );
     const instanceId = out.Instances?.[0]?.InstanceId;
     if (!instanceId) {
@@ -135,12 +137,15 @@ export type TerminateOutcome = { kind: "terminated" } | { kind: "transient"; err
  * fresh instance yet.
  */
 export async function terminateInstance(
-  deps: Pick<Deps, "aws" | "config" | "clock">,
+  deps: Pick<Deps, "aws" | "config" | "clock" | "deadline">,
   instanceId: string,
   launchedAt: Date | null,
 ): Promise<TerminateOutcome> {
   try {
-    await deps.aws.ec2.send(new TerminateInstancesCommand({ InstanceIds: [instanceId] }));
+    await deps.aws.ec2.send(
+      new TerminateInstancesCommand({ InstanceIds: [instanceId] }),
+      callOptions(deps),
+    );
     return { kind: "terminated" };
   } catch (err) {
     if (awsErrorCode(err) === "InvalidInstanceID.NotFound") {
@@ -155,14 +160,17 @@ export async function terminateInstance(
 
 /** The instance's console output (EC2 keeps the most recent 64 KB), decoded from base64. */
 export async function consoleOutput(
-  deps: Pick<Deps, "aws">,
+  deps: Pick<Deps, "aws" | "deadline">,
   instanceId: string,
 ): Promise<
   | { kind: "ok"; output: string; timestamp: Date | null }
   | { kind: "error"; transient: boolean; error: { code: string; message: string } }
 > {
   try {
-    const out = await deps.aws.ec2.send(new GetConsoleOutputCommand({ InstanceId: instanceId }));
+    const out = await deps.aws.ec2.send(
+      new GetConsoleOutputCommand({ InstanceId: instanceId }),
+      callOptions(deps),
+    );
     return {
       kind: "ok",
       output: out.Output ? Buffer.from(out.Output, "base64").toString("utf8") : "",

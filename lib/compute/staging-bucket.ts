@@ -1,5 +1,6 @@
 import { GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
+import { callOptions } from "../deadline.js";
 import type { Deps } from "../deps.js";
 import { describeAwsError, isTransientAwsError } from "./errors.js";
 
@@ -19,7 +20,7 @@ export type PutOutcome =
  * object twice is harmless and concurrent writers write identical bytes.
  */
 export async function putStagedObject(
-  deps: Pick<Deps, "aws" | "config">,
+  deps: Pick<Deps, "aws" | "config" | "deadline">,
   key: string,
   body: Uint8Array,
   contentType: string,
@@ -33,6 +34,7 @@ export async function putStagedObject(
         ContentType: contentType,
         ContentLength: body.byteLength,
       }),
+      callOptions(deps),
     );
     return { kind: "stored" };
   } catch (err) {
@@ -48,7 +50,7 @@ const MAX_PRESIGN_SECONDS = 604_800;
  * local; no request is made. `downloadName` sets the `Content-Disposition` S3 answers with.
  */
 export async function presignGet(
-  deps: Pick<Deps, "aws" | "config">,
+  deps: Pick<Deps, "aws" | "config" | "deadline">,
   key: string,
   expiresInSeconds: number,
   downloadName?: string,

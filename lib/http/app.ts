@@ -6,6 +6,7 @@ import type { Deps } from "../deps.js";
 import type { SourceRegistry } from "../plugins/sources.js";
 import { type AppEnv, newRouter } from "./context.js";
 import { ApiError, errorBody, errorResponses } from "./errors.js";
+import { requestDeadline } from "./deadline.js";
 import { accessLog, bodyLimit } from "./middleware.js";
 import { instanceRoutes } from "./routes/instances.js";
 import { pluginRoutes } from "./routes/plugins.js";
@@ -21,6 +22,8 @@ export const VERSION = "0.1.0";
 export interface AppOptions {
   /** Plugin source schemes; a deployment registers its own next to `local://` and `github://`. */
   sources?: SourceRegistry;
+  /** Each request's time budget (tests); default `REQUEST_DEADLINE_SECONDS`, or Lambda's. */
+  requestBudgetMs?: number;
 }
 
 export function createApp(deps: Deps, opts: AppOptions = {}) {
@@ -31,6 +34,7 @@ export function createApp(deps: Deps, opts: AppOptions = {}) {
     c.set("deps", deps);
     await next();
   });
+  app.use("*", requestDeadline(opts.requestBudgetMs));
   app.use("*", accessLog());
   app.use("*", bodyLimit());
 

@@ -46,7 +46,9 @@ export async function preparePluginDownload(
     return { kind: "name-mismatch", expected: name, actual: source.name };
   }
   if (!(await isPluginAllowed(deps.db, name))) return { kind: "not-allowed", name };
-  const staged = await stagePlugin(deps, source, input.stage ?? {});
+  // The put and presign of a large archive must still fit in the request after the fetch.
+  const fetchBy = deps.deadline === undefined ? {} : { fetchBy: deps.deadline.at - 4_000 };
+  const staged = await stagePlugin(deps, source, { ...fetchBy, ...input.stage });
   if (staged.kind === "failed") return { kind: "stage-failed", failure: staged };
   const plugin = staged.plugin;
   try {

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { type CommandResult, waitForCommand } from "../compute/commands.js";
 import { presignGet, putStagedObject } from "../compute/staging-bucket.js";
+import { remainingMs } from "../deadline.js";
 import type { Deps } from "../deps.js";
 import type { WorkspaceRow } from "../workspaces/model.js";
 import { isPluginAllowed } from "./allowlist.js";
@@ -26,6 +27,14 @@ import type { PluginSource } from "./sources.js";
 import { packPlugin, type StageFailure, type StageOptions, stagePlugin } from "./staging.js";
 import { type CommandTarget, commandTarget, sendToTarget } from "./target.js";
 
+// Inside the request's deadline (deps.deadline): what must follow the fetch (pack, claim, put,
+// presign, send, record) and what the answer itself needs. Below SEND_RESERVE_MS the program is
+// not started: the claim stays, with the archive staged, and the sweep sends it.
+const AFTER_FETCH_RESERVE_MS = 6_000;
+const PUT_RESERVE_MS = 4_000;
+const SEND_RESERVE_MS = 2_500;
+const ANSWER_MARGIN_MS = 1_000;
+
 export type InstallOutcome =
   | { kind: "installed"; record: WorkspacePluginRow }
   /**
@@ -40,6 +49,8 @@ export type InstallOutcome =
   | { kind: "busy"; name: string; row: WorkspacePluginRow }
   | { kind: "workspace-removed" }
   | { kind: "upload-failed"; transient: boolean; error: { code: string; message: string } }
+  /** The request's deadline left no time to stage the archive; nothing was sent. */
+  | { kind: "out-of-time" }
   | { kind: "unreachable"; pingStatus: string }
   | { kind: "send-failed"; error: { code: string; message: string } }
   | { kind: "command-failed"; name: string; message: string; result: CommandResult };
@@ -77,6 +88,7 @@ export async function installPlugin(deps: Deps, input: InstallInput): Promise<In
   const staged = await stagePlugin(deps, source, {
     ...input.stage,
     ...(input.sha256 !== undefined && { sha256: input.sha256 }),
+    ...(deps.deadline !== undefined && { fetchBy: deps.deadline.at - AFTER_FETCH_RESERVE_MS }),
   });
   if (staged.kind === "failed") return { kind: "stage-failed", failure: staged };
   const plugin = staged.plugin;
@@ -106,10 +118,18 @@ export async function installPlugin(deps: Deps, input: InstallInput): Promise<In
         error: `install of ${claim.version}: ${error}`,
       });
 
+    if (remainingMs(deps.deadline) < PUT_RESERVE_MS) {
+      await giveBack("the request ran out of time before the archive was staged; nothing was sent");
+      return { kind: "out-of-time" };
+    }
     const put = await putStagedObject(deps, claim.archiveKey, packed.archive, "application/gzip");
     if (put.kind === "failed") {
       await giveBack(`staging the archive failed (${put.error.code}); nothing was sent`);
       return { kind: "upload-failed", transient: put.transient, error: put.error };
+    }
+    if (remainingMs(deps.deadline) < SEND_RESERVE_MS) {
+      // Staged and claimed: the sweep sends the program (it finds nothing sent under the claim).
+      return { kind: "installing", name, commandId: null };
     }
     const script = installProgram({
       name,
@@ -142,7 +162,10 @@ export async function installPlugin(deps: Deps, input: InstallInput): Promise<In
       }
     }
     await recordSent(deps.db, { ...key, commandId: sent.commandId, instanceId: target.instanceId });
-    const deadline = Date.now() + deps.config.installSyncWaitSeconds * 1000;
+    const deadline = Math.min(
+      Date.now() + deps.config.installSyncWaitSeconds * 1000,
+      Date.now() + remainingMs(deps.deadline) - ANSWER_MARGIN_MS,
+    );
     const result = await waitForCommand(deps, sent.commandId, target.instanceId, deadline);
     if (result === null) return { kind: "installing", name, commandId: sent.commandId };
     const end = endFromResult("install", result);

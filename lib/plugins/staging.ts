@@ -61,13 +61,18 @@ export interface StageOptions {
   tempParent?: string;
   /** The fetch used by network sources (default: the global one). */
   fetch?: typeof fetch;
+  /**
+   * When the fetch must be over at the latest (the request's deadline less what must follow it);
+   * the fetch ends at the earlier of this and `PLUGIN_FETCH_TIMEOUT_SECONDS`.
+   */
+  fetchBy?: number;
 }
 
 /**
  * Stages `source` into a fresh temp dir.
  *
- * Contract: the fetch, body included, ends within `PLUGIN_FETCH_TIMEOUT_SECONDS`
- * (→ SOURCE_FETCH_TIMEOUT); unpacked bytes and entries stay within `PLUGIN_MAX_BYTES` /
+ * Contract: the fetch, body included, ends within `PLUGIN_FETCH_TIMEOUT_SECONDS` and by
+ * `fetchBy` (→ SOURCE_FETCH_TIMEOUT); unpacked bytes and entries stay within `PLUGIN_MAX_BYTES` /
  * `PLUGIN_MAX_FILES` while streaming (→ PLUGIN_TOO_LARGE); only regular files and directories
  * with safe relative paths are accepted (→ INVALID_ARCHIVE); `plugin.yaml` must parse and
  * validate, and each declared skill must have `skills/<skill>/SKILL.md` (→ INVALID_MANIFEST); a
@@ -106,7 +111,11 @@ async function stageInto(
   opts: StageOptions,
 ): Promise<Staged | StageFailure> {
   const limits = { maxBytes: config.pluginMaxBytes, maxEntries: config.pluginMaxFiles };
-  const signal = AbortSignal.timeout(config.pluginFetchTimeoutSeconds * 1000);
+  const budgetMs = Math.min(
+    config.pluginFetchTimeoutSeconds * 1000,
+    opts.fetchBy === undefined ? Number.POSITIVE_INFINITY : opts.fetchBy - Date.now(),
+  );
+  const signal = AbortSignal.timeout(Math.max(1, Math.floor(budgetMs)));
   const content = await source.open({ config, signal, fetch: opts.fetch ?? fetch });
   switch (content.kind) {
     case "failed":

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { type CommandResult, waitForCommand } from "../compute/commands.js";
+import { remainingMs } from "../deadline.js";
 import type { Deps } from "../deps.js";
 import type { WorkspaceRow } from "../workspaces/model.js";
 import {
@@ -22,6 +23,7 @@ import { type CommandTarget, commandFailureText, commandTarget, sendToTarget } f
 // Removing two directories takes well under a second; the wait stays far inside API Gateway's
 // 30 s, and a program still running after it is finished by the sweep (202).
 const UNINSTALL_WAIT_SECONDS = 20;
+const ANSWER_MARGIN_MS = 1_000;
 
 export type UninstallOutcome =
   | { kind: "uninstalled" }
@@ -98,7 +100,11 @@ export async function uninstallPlugin(
     }
   }
   await recordSent(deps.db, { ...op, commandId: sent.commandId, instanceId: target.instanceId });
-  const deadline = Date.now() + UNINSTALL_WAIT_SECONDS * 1000;
+  // Never past the request's own deadline: the answer must leave before API Gateway gives up.
+  const deadline = Math.min(
+    Date.now() + UNINSTALL_WAIT_SECONDS * 1000,
+    Date.now() + remainingMs(deps.deadline) - ANSWER_MARGIN_MS,
+  );
   const result = await waitForCommand(deps, sent.commandId, target.instanceId, deadline);
   if (result === null) return { kind: "uninstalling", commandId: sent.commandId };
   await endOperation(deps.db, op, endFromResult("uninstall", result));

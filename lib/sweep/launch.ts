@@ -1,12 +1,17 @@
 import { and, eq, isNull, ne, sql } from "drizzle-orm";
-import { forEachBounded } from "../bounded.js";
 import { describeAwsError } from "../compute/errors.js";
 import { findByClientTokens, type TokenInstance } from "../compute/instances.js";
 import { clientTokenFor } from "../compute/launch.js";
 import { type WorkspaceRow, workspaces } from "../db/schema.js";
 import { launchWorkspace, recordInstance } from "../workspaces/launch.js";
 import { olderThan, workspaceBatches } from "./batches.js";
-import { noteRefusal, type PassContext, type PassCounts, zeroCounts } from "./types.js";
+import {
+  forEachInBudget,
+  noteRefusal,
+  type PassContext,
+  type PassCounts,
+  zeroCounts,
+} from "./types.js";
 
 // RunInstances has its own small token bucket (5 requests, refilling 2/s per account and region:
 // docs.aws.amazon.com/ec2/latest/devguide/ec2-api-throttling.html): re-drive a few at a time.
@@ -33,7 +38,7 @@ export async function sweepLaunch(ctx: PassContext): Promise<PassCounts> {
   for await (const rows of workspaceBatches({ ...ctx, batchSize: LAUNCH_BATCH }, where)) {
     counts.checked += rows.length;
     const owned = await ownedInstances(ctx, rows);
-    await forEachBounded(rows, PARALLEL_LAUNCHES, async (row) => {
+    await forEachInBudget(ctx, rows, PARALLEL_LAUNCHES, async (row) => {
       try {
         const found = owned.get(row.id);
         const result = found

@@ -28,3 +28,20 @@ export async function acquireLease(
 export async function releaseLease(db: Db, name: string, holder: string): Promise<void> {
   await db.execute(sql`delete from sweep_leases where name = ${name} and holder = ${holder}`);
 }
+
+/**
+ * Extends a lease we hold by `ttlSeconds` from now. False when it is no longer ours (it expired
+ * and another run took it): the pass must stop taking work.
+ */
+export async function renewLease(
+  db: Db,
+  name: string,
+  holder: string,
+  ttlSeconds: number,
+): Promise<boolean> {
+  const result = await db.execute(sql`
+    update sweep_leases set expires_at = now() + make_interval(secs => ${ttlSeconds})
+    where name = ${name} and holder = ${holder}
+    returning holder`);
+  return rowsOf(result).length === 1;
+}

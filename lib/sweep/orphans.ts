@@ -1,10 +1,15 @@
 import { inArray } from "drizzle-orm";
-import { forEachBounded } from "../bounded.js";
 import { listDeploymentInstances, type TaggedInstance } from "../compute/instances.js";
 import { clientTokenFor, terminateInstance } from "../compute/launch.js";
 import { workspaces } from "../db/schema.js";
 import { isUuid } from "../workspaces/queries.js";
-import { noteRefusal, type PassContext, type PassCounts, zeroCounts } from "./types.js";
+import {
+  forEachInBudget,
+  noteRefusal,
+  type PassContext,
+  type PassCounts,
+  zeroCounts,
+} from "./types.js";
 
 interface Owner {
   id: string;
@@ -63,7 +68,7 @@ export async function sweepOrphans(ctx: PassContext): Promise<PassCounts> {
     if (owner && ownsInstance(owner, i)) return false;
     return i.launchedAt !== null && now - i.launchedAt.getTime() >= graceMs;
   });
-  await forEachBounded(orphans, 4, async (orphan) => {
+  await forEachInBudget(ctx, orphans, 4, async (orphan) => {
     const result = await terminateInstance(deps, orphan.instanceId, orphan.launchedAt);
     if (result.kind === "terminated") {
       counts.changed++;

@@ -1,8 +1,13 @@
 import { and, asc, eq, gt, inArray, or } from "drizzle-orm";
-import { forEachBounded } from "../bounded.js";
 import { workspacePlugins } from "../db/schema.js";
 import { driveOperation } from "../plugins/reconcile.js";
-import { hasTimeForBatch, type PassContext, type PassCounts, zeroCounts } from "./types.js";
+import {
+  forEachInBudget,
+  hasTimeForBatch,
+  type PassContext,
+  type PassCounts,
+  zeroCounts,
+} from "./types.js";
 
 /**
  * Plugins: installs and uninstalls whose requests ended before they did — the API answered 202,
@@ -38,7 +43,7 @@ export async function sweepPlugins(ctx: PassContext): Promise<PassCounts> {
       .limit(ctx.batchSize);
     if (rows.length === 0) break;
     counts.checked += rows.length;
-    await forEachBounded(rows, 4, async (row) => {
+    await forEachInBudget(ctx, rows, 4, async (row) => {
       try {
         const outcome = await driveOperation(ctx.deps, row);
         switch (outcome) {

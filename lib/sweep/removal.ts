@@ -1,16 +1,15 @@
 import { eq } from "drizzle-orm";
-import { forEachBounded } from "../bounded.js";
 import { workspaces } from "../db/schema.js";
 import { finishRemoval } from "../workspaces/remove.js";
 import { workspaceBatches } from "./batches.js";
-import { type PassContext, type PassCounts, zeroCounts } from "./types.js";
+import { forEachInBudget, type PassContext, type PassCounts, zeroCounts } from "./types.js";
 
 /** Removal: `removing` rows — terminate the instance, then `removed` (the API's own path). */
 export async function sweepRemoval(ctx: PassContext): Promise<PassCounts> {
   const counts = zeroCounts();
   for await (const rows of workspaceBatches(ctx, eq(workspaces.status, "removing"))) {
     counts.checked += rows.length;
-    await forEachBounded(rows, 4, async (row) => {
+    await forEachInBudget(ctx, rows, 4, async (row) => {
       try {
         const result = await finishRemoval(ctx.deps, row, "sweep:removal");
         if (result.done) counts.changed++;

@@ -1,7 +1,8 @@
 import { randomUUID } from "node:crypto";
+import { deadlineIn } from "../deadline.js";
 import type { Deps } from "../deps.js";
 import { sweepLaunch } from "./launch.js";
-import { acquireLease, releaseLease } from "./lease.js";
+import { acquireLease, releaseLease, renewLease } from "./lease.js";
 import { sweepLiveness } from "./liveness.js";
 import { sweepOrphans } from "./orphans.js";
 import { sweepPlugins } from "./plugins.js";
@@ -60,7 +61,15 @@ export interface SweepOptions {
   passes?: readonly PassName[];
   metrics?: SweepMetrics;
   runId?: string;
+  /**
+   * Each pass's lease lives this long and is renewed at half of it while the pass works, so a
+   * run killed mid-pass blocks that pass for at most this long. Keep it within the schedule's
+   * period (default 20 s, for the one-minute schedule).
+   */
+  leaseSeconds?: number;
 }
+
+export const DEFAULT_LEASE_SECONDS = 20;
 
 // DescribeInstances takes at most 200 filter values, so a batch of 200 rows is one call.
 export const DEFAULT_BATCH_SIZE = 200;
@@ -74,12 +83,10 @@ export async function runSweep(deps: Deps, opts: SweepOptions): Promise<SweepSum
   const started = performance.now();
   const runId = opts.runId ?? randomUUID();
   const refused: Refusals = new Map();
-  const ctx: PassContext = {
-    deps,
-    budget: opts.budget,
-    batchSize: opts.batchSize ?? DEFAULT_BATCH_SIZE,
-    refused,
-  };
+  // Every AWS call of the run is bounded by what remains of its budget (abort signal and
+  // per-call timeout): a hung call can never hold a pass past the function's timeout.
+  const runDeps: Deps = { ...deps, deadline: deadlineIn(opts.budget.remainingMs()) };
+  const leaseSeconds = Math.max(2, opts.leaseSeconds ?? DEFAULT_LEASE_SECONDS);
   const names = opts.passes ?? (Object.keys(PASSES) as PassName[]);
   const passes = Object.fromEntries(
     (Object.keys(PASSES) as PassName[]).map((n) => [n, { ...zeroCounts(), skipped: "no-time" }]),
@@ -87,19 +94,41 @@ export async function runSweep(deps: Deps, opts: SweepOptions): Promise<SweepSum
 
   for (const name of names) {
     if (!hasTimeForBatch(opts.budget)) break;
-    // The lease outlives the run's budget a little, so a crashed run's lease frees itself.
-    const ttl = Math.ceil(opts.budget.remainingMs() / 1000) + 30;
-    if (!(await acquireLease(deps.db, `sweep:${name}`, runId, ttl))) {
+    const lease = `sweep:${name}`;
+    if (!(await acquireLease(deps.db, lease, runId, leaseSeconds))) {
       passes[name] = { ...zeroCounts(), skipped: "leased" };
       continue;
     }
+    // Renewed while the pass works; once lost (this run stalled past it and another run took
+    // it), the pass's budget reads zero and it takes no more work.
+    let lost = false;
+    const renewal = setInterval(
+      () => {
+        renewLease(deps.db, lease, runId, leaseSeconds)
+          .then((held) => {
+            if (!held) lost = true;
+          })
+          .catch(() => {
+            // A failed renewal is retried at the next tick; the lease still runs its course.
+          });
+      },
+      (leaseSeconds * 1000) / 2,
+    );
+    renewal.unref();
+    const ctx: PassContext = {
+      deps: runDeps,
+      budget: { remainingMs: () => (lost ? 0 : opts.budget.remainingMs()) },
+      batchSize: opts.batchSize ?? DEFAULT_BATCH_SIZE,
+      refused,
+    };
     try {
       passes[name] = await PASSES[name](ctx);
     } catch (err) {
       passes[name] = { ...zeroCounts(), errors: 1 };
       deps.log.error("sweep pass failed", { runId, pass: name, error: errorText(err) });
     } finally {
-      await releaseLease(deps.db, `sweep:${name}`, runId).catch(() => {});
+      clearInterval(renewal);
+      await releaseLease(deps.db, lease, runId).catch(() => {});
     }
   }
 

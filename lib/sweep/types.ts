@@ -1,3 +1,4 @@
+import { forEachBounded } from "../bounded.js";
 import type { AwsProblem } from "../compute/errors.js";
 import type { Deps } from "../deps.js";
 
@@ -51,3 +52,25 @@ export function noteRefusal(ctx: PassContext, action: string, error: AwsProblem)
 export const BATCH_RESERVE_MS = 5_000;
 
 export const hasTimeForBatch = (budget: SweepBudget) => budget.remainingMs() > BATCH_RESERVE_MS;
+
+/**
+ * Runs `work` over `items` with at most `limit` in flight, starting no item once the budget is
+ * down to its reserve: a batch of slow items (each AWS call bounded by the run's deadline) stops
+ * between items, not after the function was killed. Returns how many items were not started.
+ */
+export async function forEachInBudget<T>(
+  ctx: PassContext,
+  items: readonly T[],
+  limit: number,
+  work: (item: T) => Promise<void>,
+): Promise<number> {
+  let skipped = 0;
+  await forEachBounded(items, limit, async (item) => {
+    if (!hasTimeForBatch(ctx.budget)) {
+      skipped++;
+      return;
+    }
+    await work(item);
+  });
+  return skipped;
+}

@@ -39,7 +39,7 @@ export async function createWorld(
   opts: WorldOptions = {},
 ): Promise<World> {
   const dir = mkdtempSync(join(tmpdir(), "wcp-bench-"));
-  const config = testConfig({ LAUNCH_GRACE_SECONDS: "1", INSTALL_SYNC_WAIT_SECONDS: "25", ...env });
+  const config = testConfig({ LAUNCH_GRACE_SECONDS: "1", INSTALL_SYNC_WAIT_SECONDS: "10", ...env });
   const cloud = await startLocalCloud({
     port: 0,
     dir,

@@ -406,6 +406,12 @@ export function pluginRoutes(sources: SourceRegistry = defaultSourceRegistry()) 
           throw new ApiError("WORKSPACE_REMOVED", "The workspace is removed.");
         case "upload-failed":
           throw uploadError(deps, outcome);
+        case "out-of-time":
+          throw new ApiError(
+            "UPSTREAM_UNAVAILABLE",
+            "The source took too long for the archive to be staged within this request; nothing was sent.",
+            { hint: "Retry shortly." },
+          );
         case "unreachable":
           throw unreachableError(outcome.pingStatus);
         case "send-failed":

@@ -463,9 +463,14 @@ describe(`lost answers and stale writers over ${dbKind()}`, () => {
       // Prepare: more than 300 rows, which a row-value IN list once silently dropped on PGlite.
       await seedProvisioning(450);
       await c.resetStats();
+      // One attempt per call, and patient ones: the counts are of calls, not of retries.
+      const counted: Deps = {
+        ...t.deps,
+        aws: c.clients({ maxAttempts: 1, requestTimeoutMs: 15_000 }),
+      };
 
       // Act
-      const summary = await sweep(["readiness"]);
+      const summary = await sweep(["readiness"], counted);
 
       // Assess
       expect(summary.passes.readiness).toMatchObject({ checked: 450, changed: 450 });
