@@ -1,7 +1,7 @@
 import { handle } from "hono/aws-lambda";
 import { createAwsClients } from "../lib/compute/clients.js";
 import { loadConfig } from "../lib/config.js";
-import { openDb } from "../lib/db/client.js";
+import { openDb, STATEMENT_TIMEOUT_MS } from "../lib/db/client.js";
 import { systemClock } from "../lib/deps.js";
 import { createApp } from "../lib/http/app.js";
 import { createLog } from "../lib/log.js";
@@ -12,6 +12,7 @@ const config = loadConfig(process.env, "lambda");
 const log = createLog("api", config.logLevel);
 const { db } = await openDb(config.databaseUrl, {
   driver: config.databaseDriver,
+  statementTimeoutMs: STATEMENT_TIMEOUT_MS,
   onPoolError: (err) => log.warn("database connection dropped", { error: err.message }),
 });
 const aws = createAwsClients({ region: config.awsRegion });

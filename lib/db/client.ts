@@ -32,7 +32,15 @@ export interface OpenDbOptions {
   maxConnections?: number;
   /** Sees every statement sent (one round trip each): benchmarks count them. */
   onQuery?: (query: string) => void;
+  /**
+   * The server cancels any statement running longer (`statement_timeout`), so no query can hold
+   * a request or a sweep run past its deadline. Unset (migrations): no limit.
+   */
+  statementTimeoutMs?: number;
 }
+
+/** What the API and the sweep give every statement: a third of a request's deadline. */
+export const STATEMENT_TIMEOUT_MS = 10_000;
 
 /**
  * Pool settings for a Lambda container, which serves one request at a time
@@ -132,6 +140,7 @@ async function openNeon(url: string, opts: OpenDbOptions): Promise<OpenedDb> {
     max: opts.maxConnections ?? POOL_MAX,
     idleTimeoutMillis: POOL_IDLE_TIMEOUT_MS,
     connectionTimeoutMillis: POOL_CONNECT_TIMEOUT_MS,
+    ...(opts.statementTimeoutMs !== undefined && { statement_timeout: opts.statementTimeoutMs }),
   });
   // Without this listener the process dies when the server drops an idle connection
   // (Neon scales to zero; pg_terminate_backend); with it the next query reconnects.
@@ -154,6 +163,7 @@ async function openNodePostgres(url: string, opts: OpenDbOptions): Promise<Opene
     max: opts.maxConnections ?? POOL_MAX,
     idleTimeoutMillis: POOL_IDLE_TIMEOUT_MS,
     connectionTimeoutMillis: POOL_CONNECT_TIMEOUT_MS,
+    ...(opts.statementTimeoutMs !== undefined && { statement_timeout: opts.statementTimeoutMs }),
   });
   // As for Neon: an idle client the server drops (RDS failover, pg_terminate_backend, a NAT
   // timeout) emits "error" on the pool; unheard, it kills the process.

@@ -1,5 +1,7 @@
+import { sql } from "drizzle-orm";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { openDb } from "../../../lib/db/client.js";
 import { createTestContext, dbKind, type TestContext } from "../../support/context.js";
 
 // Runs only in the db:postgres and db:neon projects: PGlite has no connections to kill.
@@ -34,4 +36,24 @@ describe(`the ${dbKind() === "neon" ? "Neon" : "node-postgres"} Pool over real P
       (await t.admin("POST", "/workspaces", { name: "after", runtime: "external" })).status,
     ).toBe(201);
   });
+
+  it("a statement past the pool's statement timeout is cancelled by the server", async () => {
+    // Prepare
+    const opened = await openDb(t.url, {
+      driver: dbKind() === "neon" ? "neon" : "pg",
+      statementTimeoutMs: 300,
+      onPoolError: () => {},
+    });
+    try {
+      // Act + Assess: 57014 query_canceled, "canceling statement due to statement timeout".
+      await expect(opened.db.execute(sql`select pg_sleep(5)`)).rejects.toMatchObject({
+        cause: { code: "57014" },
+      });
+      expect(rowsCount(await opened.db.execute(sql`select 1 as one`))).toBe(1);
+    } finally {
+      await opened.close();
+    }
+  });
 });
+
+const rowsCount = (result: unknown) => (result as { rows: unknown[] }).rows.length;
