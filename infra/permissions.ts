@@ -79,9 +79,14 @@ export function permissionCatalogue<R>(t: PermissionTargets<R>): PermissionState
         { test: "StringEquals", variable: "ec2:CreateAction", values: ["RunInstances"] },
       ],
     },
-    // Terminate and read the console of this deployment's instances only.
+    // Terminate, stop, start and read the console of this deployment's instances only.
     {
-      actions: ["ec2:TerminateInstances", "ec2:GetConsoleOutput"],
+      actions: [
+        "ec2:TerminateInstances",
+        "ec2:GetConsoleOutput",
+        "ec2:StopInstances",
+        "ec2:StartInstances",
+      ],
       resources: [EC2_INSTANCES],
       conditions: [ownTag("ec2:ResourceTag")],
     },
@@ -154,7 +159,8 @@ export const API_ACTIONS: readonly string[] = catalogueActions().filter(
 /**
  * The sweep: re-driven launches (RunInstances with its implicit CreateTags, PassRole and the AMI
  * parameter), the running check, ClientToken lookups and SSM pings (launch, readiness, liveness,
- * orphans), termination (removal, orphans), and plugin operations that outlived their request:
+ * orphans), termination (removal, orphans), stops and starts (idle auto-stop, and re-driving
+ * stops and starts EC2 did not act on), and plugin operations that outlived their request:
  * reading their commands, finding a command whose SendCommand answer was lost in SSM's history
  * (ListCommands), and sending a program again (never sent, or a restart's re-apply) with the
  * staged archive presigned (s3:GetObject). It never reads consoles or puts to the staging
@@ -164,6 +170,8 @@ export const SWEEP_ACTIONS: readonly string[] = [
   "ec2:CreateTags",
   "ec2:DescribeInstances",
   "ec2:RunInstances",
+  "ec2:StartInstances",
+  "ec2:StopInstances",
   "ec2:TerminateInstances",
   "iam:PassRole",
   "s3:GetObject",

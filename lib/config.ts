@@ -112,6 +112,9 @@ const schema = z.object({
   PROVISION_TIMEOUT_SECONDS: seconds(600),
   LAUNCH_GRACE_SECONDS: seconds(300),
   SWEEP_INTERVAL_SECONDS: seconds(15),
+  // Idle auto-stop defaults for workspaces that set none: 0 = never.
+  IDLE_STOP_SECONDS: z.coerce.number().int().min(0).default(0),
+  IDLE_ACTION: z.enum(["stop", "hibernate"]).default("stop"),
   LOCAL_CLOUD: z.enum(["on", "off"]).default("on"),
   LOCALCLOUD_PORT: port(4566),
   LOCALCLOUD_DIR: z.string().min(1).default("./.data/localcloud"),
@@ -159,6 +162,8 @@ export interface Config {
   provisionTimeoutSeconds: number;
   launchGraceSeconds: number;
   sweepIntervalSeconds: number;
+  idleStopSeconds: number;
+  idleAction: "stop" | "hibernate";
   localCloud: boolean;
   localCloudPort: number;
   localCloudDir: string;
@@ -231,6 +236,8 @@ export function loadConfig(env: Record<string, string | undefined>, mode: Mode):
     provisionTimeoutSeconds: e.PROVISION_TIMEOUT_SECONDS,
     launchGraceSeconds: e.LAUNCH_GRACE_SECONDS,
     sweepIntervalSeconds: e.SWEEP_INTERVAL_SECONDS,
+    idleStopSeconds: e.IDLE_STOP_SECONDS,
+    idleAction: e.IDLE_ACTION,
     localCloud: e.LOCAL_CLOUD === "on",
     localCloudPort: e.LOCALCLOUD_PORT,
     localCloudDir: e.LOCALCLOUD_DIR,

@@ -26,7 +26,13 @@ import { type AwsProblem, describeAwsError } from "./errors.js";
  */
 export type InstanceCheck =
   | { outcome: "running"; instanceId: string; state: "pending" | "running" }
-  | { outcome: "stopped"; instanceId: string; state: StoppedState }
+  | {
+      outcome: "stopped";
+      instanceId: string;
+      state: StoppedState;
+      /** EC2's StateReason code, e.g. `Client.UserInitiatedHibernate` after a hibernation. */
+      reason?: string;
+    }
   | { outcome: "transient"; instanceId: string; error: AwsProblem };
 
 export type StoppedState = "stopping" | "stopped" | "shutting-down" | "terminated" | "not-found";
@@ -126,8 +132,10 @@ function classifyState(id: string, instance: Instance): InstanceCheck {
     case "stopping":
     case "stopped":
     case "shutting-down":
-    case "terminated":
-      return { outcome: "stopped", instanceId: id, state };
+    case "terminated": {
+      const reason = instance.StateReason?.Code;
+      return { outcome: "stopped", instanceId: id, state, ...(reason && { reason }) };
+    }
     default:
       // A state we do not know is a malformed reply, not evidence of death.
       return {

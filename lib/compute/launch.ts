@@ -13,13 +13,19 @@ import {
   isPermissionError,
   isTransientAwsError,
 } from "./errors.js";
+import { hibernationPlan } from "./hibernation.js";
 
 export interface LaunchSpec {
   workspaceId: string;
   generation: number;
   tier: number;
   userData: string;
+  /** Launch able to hibernate: HibernationOptions.Configured and an encrypted, sized root volume. */
+  hibernation?: boolean;
 }
+
+// The root device of Amazon Linux 2023 images (the default WORKSPACE_AMI).
+const ROOT_DEVICE = "/dev/xvda";
 
 export type LaunchOutcome =
   | { kind: "launched"; instanceId: string }
@@ -65,6 +71,14 @@ export async function runInstance(
       error: { code: "UnknownTier", message: `no instance type for tier ${spec.tier}` },
     };
   }
+  let hibernation: { rootVolumeGiB: number } | null = null;
+  if (spec.hibernation) {
+    const plan = hibernationPlan(instanceType);
+    if (plan.kind === "unsupported") {
+      return { kind: "rejected", error: { code: "HibernationUnsupported", message: plan.reason } };
+    }
+    hibernation = plan;
+  }
   const subnets = c.workspaceSubnetIds;
   // Spread workspaces over the subnets (and so the AZs) deterministically: a re-drive must send
   // the same parameters under the same ClientToken.
@@ -102,6 +116,22 @@ export async function runInstance(
         ...(subnet !== undefined && { SubnetId: subnet }),
         ...(c.workspaceSecurityGroupIds.length > 0 && {
           SecurityGroupIds: c.workspaceSecurityGroupIds,
+        }),
+        ...(hibernation !== null && {
+          HibernationOptions: { Configured: true },
+          // Hibernation writes the RAM to the root volume: it must be EBS, encrypted, and hold
+          // the RAM besides the OS (hibernating-prerequisites.html).
+          BlockDeviceMappings: [
+            {
+              DeviceName: ROOT_DEVICE,
+              Ebs: {
+                Encrypted: true,
+                VolumeSize: hibernation.rootVolumeGiB,
+                VolumeType: "gp3",
+                DeleteOnTermination: true,
+              },
+            },
+          ],
         }),
         TagSpecifications: [
           { ResourceType: "instance", Tags: tags },

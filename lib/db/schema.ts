@@ -1,6 +1,7 @@
 import { sql } from "drizzle-orm";
 import {
   bigint,
+  boolean,
   check,
   index,
   integer,
@@ -21,6 +22,9 @@ export const WORKSPACE_STATUSES = [
   "degraded",
   "offline",
   "failed",
+  "stopping",
+  "stopped",
+  "starting",
   "removing",
   "removed",
 ] as const;
@@ -64,6 +68,20 @@ export const workspaces = pgTable(
     env: jsonb("env").$type<Record<string, string>>().notNull().default({}),
     idempotencyKey: text("idempotency_key").unique("workspaces_idempotency_key_unique"),
     requestHash: text("request_hash"),
+    // Launched able to hibernate (HibernationOptions.Configured, an encrypted root volume sized
+    // for its memory): part of the launch parameters, so a re-drive sends the same.
+    hibernation: boolean("hibernation").notNull().default(false),
+    // Why a `stopping`/`stopped` workspace was stopped (`user` | `idle`), and `hibernated`: while
+    // stopping, whether a hibernation was asked for; once stopped, whether EC2 hibernated it.
+    stoppedReason: text("stopped_reason"),
+    hibernated: boolean("hibernated").notNull().default(false),
+    // Idle auto-stop: after this many seconds without activity (null: the deployment's
+    // IDLE_STOP_SECONDS; 0: never), stop or hibernate (null: IDLE_ACTION).
+    idleStopSeconds: integer("idle_stop_seconds"),
+    idleAction: text("idle_action"),
+    // The last real work reported: a busy heartbeat, a plugin operation, a command, or
+    // `POST /workspaces/:id/activity`. An idle heartbeat keeps a workspace alive, not active.
+    lastActivityAt: timestamp("last_activity_at", { withTimezone: true }),
     ...timestamps,
   },
   (t) => [
@@ -72,6 +90,9 @@ export const workspaces = pgTable(
     index("workspaces_status_idx").on(t.status, t.runtime),
     index("workspaces_instance_idx").on(t.instanceId),
     check("workspaces_tier_check", sql`${t.tier} between 1 and 99`),
+    check("workspaces_idle_action_check", sql`${t.idleAction} in ('stop', 'hibernate')`),
+    check("workspaces_stopped_reason_check", sql`${t.stoppedReason} in ('user', 'idle')`),
+    check("workspaces_idle_stop_check", sql`${t.idleStopSeconds} >= 0`),
   ],
 );
 

@@ -24,6 +24,8 @@ export type ErrorCode =
   | "PLUGIN_NOT_FOUND"
   | "PLUGIN_NOT_INSTALLED"
   | "PLUGIN_BUSY"
+  | "WORKSPACE_STOPPED"
+  | "WAIT_TIMEOUT"
   | "PLUGIN_NAME_MISMATCH"
   | "SOURCE_FETCH_FAILED"
   | "SOURCE_FETCH_TIMEOUT"
@@ -56,7 +58,10 @@ export function codeToStatus(code: ErrorCode): ContentfulStatusCode {
     case "WORKSPACE_STATE_CONFLICT":
     case "IDEMPOTENCY_KEY_REUSED":
     case "PLUGIN_BUSY":
+    case "WORKSPACE_STOPPED":
       return 409;
+    case "WAIT_TIMEOUT":
+      return 408;
     case "PAYLOAD_TOO_LARGE":
     case "PLUGIN_TOO_LARGE":
       return 413;
@@ -135,6 +140,7 @@ const descriptions: Partial<Record<number, string>> = {
   401: "Missing or invalid token",
   403: "Token not allowed here",
   404: "Not found",
+  408: "The awaited state did not come in time",
   409: "Conflict with the current state",
   413: "Payload too large",
   422: "Not applicable to this workspace",

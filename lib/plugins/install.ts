@@ -3,6 +3,7 @@ import { type CommandResult, waitForCommand } from "../compute/commands.js";
 import { presignGet, putStagedObject } from "../compute/staging-bucket.js";
 import { remainingMs } from "../deadline.js";
 import type { Deps } from "../deps.js";
+import { recordActivity } from "../workspaces/activity.js";
 import type { WorkspaceRow } from "../workspaces/model.js";
 import { isPluginAllowed } from "./allowlist.js";
 import {
@@ -111,6 +112,8 @@ export async function installPlugin(deps: Deps, input: InstallInput): Promise<In
     const claimed = await claimOrSettle(deps, claim);
     if (claimed.kind === "busy") return { kind: "busy", name, row: claimed.row };
     if (claimed.kind === "workspace-removed") return claimed;
+    // A plugin operation is real work: idle auto-stop waits.
+    await recordActivity(deps, workspace.id);
     const key = { workspaceId: workspace.id, name, opId: claim.opId };
     const giveBack = (error: string) =>
       endOperation(deps.db, key, {

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { type CommandResult, waitForCommand } from "../compute/commands.js";
 import { remainingMs } from "../deadline.js";
 import type { Deps } from "../deps.js";
+import { recordActivity } from "../workspaces/activity.js";
 import type { WorkspaceRow } from "../workspaces/model.js";
 import {
   endFromResult,
@@ -66,6 +67,8 @@ export async function uninstallPlugin(
   if (claimed === null) return { kind: "not-installed" };
   if (claimed.kind === "busy") return { kind: "busy", row: claimed.row };
   if (claimed.kind === "workspace-removed") return claimed;
+  // A plugin operation is real work: idle auto-stop waits.
+  await recordActivity(deps, input.workspace.id);
 
   const sent = await sendToTarget(
     deps,

@@ -1,4 +1,4 @@
-import { and, eq, isNotNull, ne } from "drizzle-orm";
+import { and, inArray, isNotNull, ne } from "drizzle-orm";
 import { pingStatuses } from "../compute/commands.js";
 import type { AwsProblem } from "../compute/errors.js";
 import { PARALLEL_CALLS } from "../compute/instances.js";
@@ -9,9 +9,10 @@ import { checkBatch, recordRefusal } from "./check-batch.js";
 import { noteRefusal, type PassContext, type PassCounts, zeroCounts } from "./types.js";
 
 /**
- * Readiness: a `provisioning` workspace whose instance is `running` and whose SSM agent is
- * `Online` goes `online` — commands can reach it from now on. An instance that is definitely
- * `stopped` while provisioning goes `failed`. Anything uncertain waits for the next run.
+ * Readiness: a `provisioning` (or `starting`) workspace whose instance is `running` and whose SSM
+ * agent is `Online` goes `online` — commands can reach it from now on. An instance that is
+ * definitely `stopped` while provisioning goes `failed` (a `starting` one is the power pass's:
+ * it re-drives the start). Anything uncertain waits for the next run.
  *
  * Per page of rows: ⌈N/200⌉ DescribeInstances calls and ⌈running/100⌉ DescribeInstanceInformation
  * filters (each paged by 50) — batches, never one call per row.
@@ -19,7 +20,7 @@ import { noteRefusal, type PassContext, type PassCounts, zeroCounts } from "./ty
 export async function sweepReadiness(ctx: PassContext): Promise<PassCounts> {
   const counts = zeroCounts();
   const where = and(
-    eq(workspaces.status, "provisioning"),
+    inArray(workspaces.status, ["provisioning", "starting"]),
     ne(workspaces.runtime, "external"),
     isNotNull(workspaces.instanceId),
   );
@@ -54,7 +55,7 @@ export async function sweepReadiness(ctx: PassContext): Promise<PassCounts> {
     if (ready.length > 0) {
       const changed = await transition(ctx.deps.db, {
         ids: ready.map((r) => r.id),
-        from: ["provisioning"],
+        from: ["provisioning", "starting"],
         to: "online",
         where: sameInstance(ready),
         reason: "instance running and agent online",
@@ -63,12 +64,13 @@ export async function sweepReadiness(ctx: PassContext): Promise<PassCounts> {
       });
       counts.changed += changed.length;
     }
-    if (checked.stopped.length > 0) {
+    const dead = checked.stopped.filter((r) => r.status === "provisioning");
+    if (dead.length > 0) {
       const changed = await transition(ctx.deps.db, {
-        ids: checked.stopped.map((r) => r.id),
+        ids: dead.map((r) => r.id),
         from: ["provisioning"],
         to: "failed",
-        where: sameInstance(checked.stopped),
+        where: sameInstance(dead),
         reason: "instance stopped while provisioning",
         actor: "sweep:readiness",
         set: { lastError: "instance stopped while provisioning" },

@@ -1,11 +1,13 @@
 import { randomUUID } from "node:crypto";
 import { deadlineIn } from "../deadline.js";
 import type { Deps } from "../deps.js";
+import { sweepIdle } from "./idle.js";
 import { sweepLaunch } from "./launch.js";
 import { acquireLease, releaseLease, renewLease } from "./lease.js";
 import { sweepLiveness } from "./liveness.js";
 import { sweepOrphans } from "./orphans.js";
 import { sweepPlugins } from "./plugins.js";
+import { sweepPower } from "./power.js";
 import { sweepProvisionTimeout } from "./provision-timeout.js";
 import { sweepReadiness } from "./readiness.js";
 import { sweepRemoval } from "./removal.js";
@@ -24,6 +26,8 @@ export const PASSES = {
   readiness: sweepReadiness,
   liveness: sweepLiveness,
   external: sweepExternalStaleness,
+  idle: sweepIdle,
+  power: sweepPower,
   "provision-timeout": sweepProvisionTimeout,
   removal: sweepRemoval,
   plugins: sweepPlugins,

@@ -12,6 +12,11 @@ export interface CreateWorkspaceInput {
   tier: number;
   env: Record<string, string>;
   idempotencyKey?: string;
+  /** Launch able to hibernate (instance-backed only). */
+  hibernation?: boolean;
+  /** Idle auto-stop; unset: the deployment's defaults. */
+  idleStopSeconds?: number;
+  idleAction?: "stop" | "hibernate";
 }
 
 export type CreateWorkspaceResult =
@@ -22,7 +27,15 @@ export type CreateWorkspaceResult =
 /** A stable hash of what was asked for, so a replayed key can be told from a reused one. */
 function requestHash(input: CreateWorkspaceInput): string {
   const env = Object.fromEntries(Object.entries(input.env).sort(([a], [b]) => a.localeCompare(b)));
-  const canonical = JSON.stringify([input.name, input.runtime, input.tier, env]);
+  const canonical = JSON.stringify([
+    input.name,
+    input.runtime,
+    input.tier,
+    env,
+    input.hibernation ?? false,
+    input.idleStopSeconds ?? null,
+    input.idleAction ?? null,
+  ]);
   return createHash("sha256").update(canonical).digest("hex");
 }
 
@@ -49,9 +62,12 @@ export async function createWorkspace(
 
   const result = await deps.db.execute(sql`
     with w as (
-      insert into workspaces (id, name, runtime, tier, status, generation, env, idempotency_key, request_hash)
+      insert into workspaces (id, name, runtime, tier, status, generation, env, idempotency_key,
+                              request_hash, hibernation, idle_stop_seconds, idle_action)
       values (${id}, ${input.name}, ${input.runtime}, ${input.tier}, ${status}, ${generation},
-              ${JSON.stringify(input.env)}::jsonb, ${input.idempotencyKey ?? null}, ${hash})
+              ${JSON.stringify(input.env)}::jsonb, ${input.idempotencyKey ?? null}, ${hash},
+              ${input.hibernation ?? false}, ${input.idleStopSeconds ?? null}::int,
+              ${input.idleAction ?? null})
       on conflict (idempotency_key) do nothing
       returning *
     ),

@@ -102,6 +102,7 @@ async function attemptLaunch(deps: Deps, row: WorkspaceRow): Promise<LaunchOutco
       generation: row.generation,
       tier: row.tier,
       userData,
+      hibernation: row.hibernation,
     });
   } catch (err) {
     if (!(err instanceof UserDataTooLargeError)) throw err;

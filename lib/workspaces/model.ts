@@ -24,16 +24,43 @@ export const WorkspaceSchema = z
     lastHeartbeatAt: z.string().nullable(),
     lastError: z.string().nullable(),
     envKeys: z.array(z.string()),
+    hibernation: z.boolean().openapi({ description: "Launched able to hibernate." }),
+    stoppedReason: z.enum(["user", "idle"]).nullable(),
+    hibernated: z.boolean().openapi({
+      description: "The last stop was a hibernation (memory kept), as EC2 reported it.",
+    }),
+    idleStopSeconds: z.number().int().openapi({
+      description: "Seconds without activity before the sweep stops it; 0: never.",
+    }),
+    idleAction: z.enum(["stop", "hibernate"]),
+    lastActivityAt: z.string().nullable(),
     createdAt: z.string(),
     updatedAt: z.string(),
   })
   .openapi("Workspace");
 export type Workspace = z.infer<typeof WorkspaceSchema>;
 
+/** The deployment's idle auto-stop defaults (IDLE_STOP_SECONDS, IDLE_ACTION). */
+export interface IdleDefaults {
+  idleStopSeconds: number;
+  idleAction: "stop" | "hibernate";
+}
+
+export function idleActionOf(
+  row: Pick<WorkspaceRow, "idleAction">,
+  defaults?: IdleDefaults,
+): "stop" | "hibernate" {
+  const action = row.idleAction ?? defaults?.idleAction ?? "stop";
+  return action === "hibernate" ? "hibernate" : "stop";
+}
+
 const iso = (d: Date | null) => (d === null ? null : d.toISOString());
 
-/** The API's view of a row: camelCase, ISO timestamps, the env's keys but never its values. */
-export function toApi(row: WorkspaceRow): Workspace {
+/**
+ * The API's view of a row: camelCase, ISO timestamps, the env's keys but never its values, and
+ * the idle settings in effect (the row's own, else the deployment's defaults).
+ */
+export function toApi(row: WorkspaceRow, defaults?: IdleDefaults): Workspace {
   return {
     id: row.id,
     name: row.name,
@@ -46,6 +73,13 @@ export function toApi(row: WorkspaceRow): Workspace {
     lastHeartbeatAt: iso(row.lastHeartbeatAt),
     lastError: row.lastError,
     envKeys: Object.keys(row.env).sort(),
+    hibernation: row.hibernation,
+    stoppedReason:
+      row.stoppedReason === "user" || row.stoppedReason === "idle" ? row.stoppedReason : null,
+    hibernated: row.hibernated,
+    idleStopSeconds: row.idleStopSeconds ?? defaults?.idleStopSeconds ?? 0,
+    idleAction: idleActionOf(row, defaults),
+    lastActivityAt: iso(row.lastActivityAt),
     createdAt: row.createdAt.toISOString(),
     updatedAt: row.updatedAt.toISOString(),
   };
@@ -78,6 +112,15 @@ export function fromRaw(r: Record<string, unknown>): WorkspaceRow {
     env: toEnv(r.env),
     idempotencyKey: (r.idempotency_key as string | null) ?? null,
     requestHash: (r.request_hash as string | null) ?? null,
+    hibernation: r.hibernation === true || r.hibernation === "t",
+    stoppedReason: (r.stopped_reason as string | null) ?? null,
+    hibernated: r.hibernated === true || r.hibernated === "t",
+    idleStopSeconds:
+      r.idle_stop_seconds === null || r.idle_stop_seconds === undefined
+        ? null
+        : Number(r.idle_stop_seconds),
+    idleAction: (r.idle_action as string | null) ?? null,
+    lastActivityAt: toDate(r.last_activity_at),
     createdAt: toDate(r.created_at) ?? new Date(0),
     updatedAt: toDate(r.updated_at) ?? new Date(0),
   };

@@ -31,7 +31,11 @@ export type AgentResult = { kind: "ok"; status: WorkspaceStatus } | { kind: "not
  * it yet (eventual consistency) or cannot answer, the beat is recorded and the status stays —
  * the sweep's launch pass adopts the instance and readiness brings the workspace online.
  */
-export async function registerAgent(deps: Deps, workspaceId: string): Promise<AgentResult> {
+export async function registerAgent(
+  deps: Deps,
+  workspaceId: string,
+  opts: { busy?: boolean } = {},
+): Promise<AgentResult> {
   const row = await getWorkspace(deps.db, workspaceId);
   if (!row) return { kind: "not_found" };
   if (!isExternal(row) && row.instanceId === null && row.status === "provisioning") {
@@ -58,8 +62,8 @@ export async function registerAgent(deps: Deps, workspaceId: string): Promise<Ag
     actor: "agent",
     set: { lastHeartbeatAt: "now" },
   });
-  if (changed) return { kind: "ok", status: changed.row.status };
-  return heartbeat(deps, workspaceId);
+  if (changed && !opts.busy) return { kind: "ok", status: changed.row.status };
+  return heartbeat(deps, workspaceId, opts);
 }
 
 /**
@@ -67,7 +71,13 @@ export async function registerAgent(deps: Deps, workspaceId: string): Promise<Ag
  * back `online` (with its event) — an instance-backed one only while it names its instance. One
  * statement either way.
  */
-export async function heartbeat(deps: Deps, workspaceId: string): Promise<AgentResult> {
+export async function heartbeat(
+  deps: Deps,
+  workspaceId: string,
+  opts: { busy?: boolean } = {},
+): Promise<AgentResult> {
+  // A busy beat is real work (idle auto-stop waits); an idle beat only keeps the workspace alive.
+  const busy = opts.busy === true;
   const result = await deps.db.execute(sql`
     with prev as (
       select id, status as prev_status,
@@ -77,6 +87,7 @@ export async function heartbeat(deps: Deps, workspaceId: string): Promise<AgentR
     upd as (
       update workspaces w set
         last_heartbeat_at = now(),
+        last_activity_at = case when ${busy} then now() else w.last_activity_at end,
         status = case when prev.revive then 'online'::workspace_status else w.status end,
         updated_at = case when prev.revive then now() else w.updated_at end
       from prev where w.id = prev.id and prev.prev_status not in ('removing', 'removed')

@@ -10,6 +10,8 @@ export interface TransitionSet {
   lastHeartbeatAt?: "now";
   lastError?: string | null;
   bumpGeneration?: boolean;
+  stoppedReason?: "user" | "idle" | null;
+  hibernated?: boolean;
 }
 
 export interface TransitionInput {
@@ -53,6 +55,8 @@ export async function transition(db: Db, input: TransitionInput): Promise<Transi
   else if (s.launchedAt !== undefined) sets.push(sql`launched_at = ${s.launchedAt}`);
   if (s.lastHeartbeatAt === "now") sets.push(sql`last_heartbeat_at = now()`);
   if (s.lastError !== undefined) sets.push(sql`last_error = ${s.lastError}`);
+  if (s.stoppedReason !== undefined) sets.push(sql`stopped_reason = ${s.stoppedReason}`);
+  if (s.hibernated !== undefined) sets.push(sql`hibernated = ${s.hibernated}`);
   // External workspaces launch nothing: their generation never moves.
   if (s.bumpGeneration) {
     sets.push(

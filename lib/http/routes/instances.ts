@@ -132,7 +132,7 @@ instanceRoutes.openapi(
         "The workspace changed while restarting; read it and try again.",
       );
     }
-    return c.json({ workspace: toApi(result.row) }, 202);
+    return c.json({ workspace: toApi(result.row, deps.config) }, 202);
   },
 );
 

@@ -1,7 +1,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import type { Config } from "../../config.js";
 import { PLUGIN_STATES } from "../../db/schema.js";
-import type { Log } from "../../deps.js";
+import type { Deps, Log } from "../../deps.js";
 import { getAllowlist, replaceAllowlist } from "../../plugins/allowlist.js";
 import { preparePluginDownload } from "../../plugins/download.js";
 import { downloadHint, isExternalRuntime } from "../../plugins/guard.js";
@@ -17,11 +17,14 @@ import {
 import type { StageFailure } from "../../plugins/staging.js";
 import type { CommandTarget } from "../../plugins/target.js";
 import { uninstallPlugin } from "../../plugins/uninstall.js";
+import { startWorkspace } from "../../workspaces/lifecycle.js";
 import type { WorkspaceRow } from "../../workspaces/model.js";
+import { toApi, WorkspaceSchema } from "../../workspaces/model.js";
 import { newRouter } from "../context.js";
 import { ApiError, errorResponses } from "../errors.js";
 import { assertOwnWorkspace, authenticate } from "../middleware.js";
 import { IdParam, json, security } from "../openapi.js";
+import { startAnswer } from "./lifecycle.js";
 import { workspaceOr404 } from "./workspaces.js";
 
 // Names are checked by hand, not by zod, so a bad one answers INVALID_PLUGIN_NAME (SPEC §11).
@@ -178,6 +181,53 @@ function uploadError(
   );
 }
 
+const WakeQuery = z.object({
+  wake: z
+    .enum(["true", "false"])
+    .optional()
+    .transform((v) => v === "true")
+    .openapi({ description: "A stopped workspace is started instead of refused (202)." }),
+});
+
+const WakingBody = z.object({
+  status: z.literal("waking"),
+  workspace: WorkspaceSchema,
+  next: z.string().openapi({ description: "What to do once it is online." }),
+});
+
+/**
+ * A plugin operation needs a running instance. A stopped (or stopping) workspace answers 409
+ * WORKSPACE_STOPPED with the way to start it; with `?wake=true` it is started and the answer is
+ * 202 `waking` with what to do next. A starting one is refused the same way (it is not up yet).
+ */
+async function requireAwake(
+  deps: Deps,
+  row: WorkspaceRow,
+  wake: boolean,
+  verb: "install" | "uninstall",
+): Promise<z.infer<typeof WakingBody> | null> {
+  if (row.status !== "stopped" && row.status !== "stopping" && row.status !== "starting") {
+    return null;
+  }
+  const next = `GET /workspaces/${row.id}/wait?status=online, then repeat the ${verb}`;
+  if (!wake || row.status === "stopping") {
+    throw new ApiError(
+      "WORKSPACE_STOPPED",
+      `The workspace is ${row.status}; its instance cannot take a command.`,
+      {
+        hint:
+          row.status === "stopping"
+            ? `Wait for it to stop, then POST /workspaces/${row.id}/start`
+            : wake
+              ? next
+              : `POST /workspaces/${row.id}/start (or repeat with ?wake=true)`,
+      },
+    );
+  }
+  const { row: after } = startAnswer(await startWorkspace(deps, row, "api"));
+  return { status: "waking", workspace: toApi(after, deps.config), next };
+}
+
 /** 409 PLUGIN_BUSY, naming the operation that holds the record. */
 function pluginBusy(row: WorkspacePluginRow): ApiError {
   const op = row.state === "uninstalling" ? "uninstall" : "install";
@@ -332,6 +382,7 @@ export function pluginRoutes(sources: SourceRegistry = defaultSourceRegistry()) 
       middleware: admin,
       request: {
         params: IdParam,
+        query: WakeQuery,
         body: { content: { "application/json": { schema: InstallBody } }, required: true },
       },
       responses: {
@@ -346,14 +397,17 @@ export function pluginRoutes(sources: SourceRegistry = defaultSourceRegistry()) 
           "Installed.",
         ),
         202: json(
-          z.object({
-            status: z.literal("installing"),
-            plugin: z.string(),
-            commandId: z.string().nullable().openapi({
-              description: "Null when SSM's answer to the send was lost: the sweep confirms it.",
+          z.union([
+            z.object({
+              status: z.literal("installing"),
+              plugin: z.string(),
+              commandId: z.string().nullable().openapi({
+                description: "Null when SSM's answer to the send was lost: the sweep confirms it.",
+              }),
             }),
-          }),
-          "Still installing; GET /workspaces/{id}/plugins shows the outcome.",
+            WakingBody,
+          ]),
+          "Still installing (GET /workspaces/{id}/plugins shows the outcome), or waking a stopped workspace (?wake=true).",
         ),
         ...errorResponses(400, 401, 403, 404, 409, 413, 422, 500, 502, 503, 504),
       },
@@ -370,6 +424,8 @@ export function pluginRoutes(sources: SourceRegistry = defaultSourceRegistry()) 
         throw externalRuntime(row.id, name);
       }
       const source = parseSource(sources, body.source, deps.config);
+      const waking = await requireAwake(deps, row, c.req.valid("query").wake, "install");
+      if (waking) return c.json(waking, 202);
       const outcome = await installPlugin(deps, {
         workspace: row,
         source,
@@ -438,21 +494,24 @@ export function pluginRoutes(sources: SourceRegistry = defaultSourceRegistry()) 
       summary: "Uninstall a plugin (its directory and its skills)",
       security,
       middleware: admin,
-      request: { params: NameParams },
+      request: { params: NameParams, query: WakeQuery },
       responses: {
         200: json(
           z.object({ status: z.literal("uninstalled"), plugin: z.string() }),
           "Uninstalled.",
         ),
         202: json(
-          z.object({
-            status: z.literal("uninstalling"),
-            plugin: z.string(),
-            commandId: z.string().nullable().openapi({
-              description: "Null when SSM's answer to the send was lost: the sweep confirms it.",
+          z.union([
+            z.object({
+              status: z.literal("uninstalling"),
+              plugin: z.string(),
+              commandId: z.string().nullable().openapi({
+                description: "Null when SSM's answer to the send was lost: the sweep confirms it.",
+              }),
             }),
-          }),
-          "Still uninstalling; GET /workspaces/{id}/plugins shows the outcome.",
+            WakingBody,
+          ]),
+          "Still uninstalling (GET /workspaces/{id}/plugins shows the outcome), or waking a stopped workspace (?wake=true).",
         ),
         ...errorResponses(400, 401, 403, 404, 409, 422, 500, 502, 503),
       },
@@ -464,6 +523,8 @@ export function pluginRoutes(sources: SourceRegistry = defaultSourceRegistry()) 
       const row = await workspaceOr404(deps.db, id);
       requireNotRemoved(row);
       if (await isExternalRuntime(deps, row.id)) throw externalRuntime(row.id, name);
+      const waking = await requireAwake(deps, row, c.req.valid("query").wake, "uninstall");
+      if (waking) return c.json(waking, 202);
       const outcome = await uninstallPlugin(deps, { workspace: row, name });
       switch (outcome.kind) {
         case "uninstalled":

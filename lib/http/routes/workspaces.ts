@@ -1,4 +1,5 @@
 import { createRoute, z } from "@hono/zod-openapi";
+import { hibernationPlan } from "../../compute/hibernation.js";
 import {
   buildUserData,
   UserDataTooLargeError,
@@ -27,6 +28,18 @@ import { IdParam, json, security } from "../openapi.js";
 const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
 export const MAX_ENV_ENTRIES = 50;
 
+/** Idle auto-stop, settable on create and with PATCH. */
+export const IdleSettings = {
+  idleStopSeconds: z
+    .number()
+    .int()
+    .min(0)
+    .max(30 * 24 * 3600)
+    .optional()
+    .openapi({ description: "Stop after this many seconds without activity; 0: never." }),
+  idleAction: z.enum(["stop", "hibernate"]).optional(),
+};
+
 const CreateBody = z
   .object({
     name: z
@@ -48,6 +61,11 @@ const CreateBody = z
       )
       .refine((e) => Object.keys(e).length <= MAX_ENV_ENTRIES, `at most ${MAX_ENV_ENTRIES} entries`)
       .default({}),
+    hibernation: z.boolean().default(false).openapi({
+      description:
+        "Launch able to hibernate (stop with its memory kept). The tier's instance type must support it.",
+    }),
+    ...IdleSettings,
   })
   .strict()
   .openapi("CreateWorkspace");
@@ -118,6 +136,7 @@ workspaceRoutes.openapi(
       });
     }
     if (body.runtime !== "external") assertUserDataFits(deps.config, body);
+    assertLifecycleFits(deps.config, body);
     const result = await createWorkspace(deps, {
       ...body,
       ...(key !== undefined && { idempotencyKey: key }),
@@ -125,14 +144,17 @@ workspaceRoutes.openapi(
     switch (result.kind) {
       case "created": {
         if (result.row.runtime === "external") {
-          return c.json({ workspace: toApi(result.row), token: result.token.token }, 201);
+          return c.json(
+            { workspace: toApi(result.row, deps.config), token: result.token.token },
+            201,
+          );
         }
         // A transient failure still answers 201 with instanceId null: the sweep re-drives it.
         const launched = await launchWorkspace(deps, result.row, "api");
-        return c.json({ workspace: toApi(launched.row) }, 201);
+        return c.json({ workspace: toApi(launched.row, deps.config) }, 201);
       }
       case "replayed":
-        return c.json({ workspace: toApi(result.row) }, 200);
+        return c.json({ workspace: toApi(result.row, deps.config) }, 200);
       case "key_reused":
         throw new ApiError(
           "IDEMPOTENCY_KEY_REUSED",
@@ -171,9 +193,39 @@ workspaceRoutes.openapi(
       ...(q.status && { status: q.status }),
       ...(cursor && { cursor }),
     });
-    return c.json({ workspaces: page.items.map(toApi), nextCursor: page.nextCursor }, 200);
+    return c.json(
+      {
+        workspaces: page.items.map((r) => toApi(r, c.get("deps").config)),
+        nextCursor: page.nextCursor,
+      },
+      200,
+    );
   },
 );
+
+/**
+ * Refuses, before anything is written, what cannot hibernate: an external workspace (no
+ * instance), a tier whose instance type EC2 cannot hibernate, and an idle action of
+ * `hibernate` for a workspace not launched able to.
+ */
+function assertLifecycleFits(
+  config: Config,
+  body: { runtime: string; tier: number; hibernation: boolean; idleAction?: string | undefined },
+): void {
+  const fields: { path: string; message: string }[] = [];
+  if (body.hibernation && body.runtime === "external") {
+    fields.push({ path: "hibernation", message: "an external workspace has no instance" });
+  } else if (body.hibernation) {
+    const plan = hibernationPlan(config.tierInstanceTypes[String(body.tier)] ?? "");
+    if (plan.kind === "unsupported") fields.push({ path: "hibernation", message: plan.reason });
+  }
+  if (body.idleAction === "hibernate" && !body.hibernation) {
+    fields.push({ path: "idleAction", message: "hibernate needs hibernation: true at creation" });
+  }
+  if (fields.length > 0) {
+    throw new ApiError("VALIDATION_FAILED", "The request is not valid.", { fields });
+  }
+}
 
 /**
  * Refuses, before anything is written, an env the instance's user-data cannot carry: over EC2's
@@ -224,7 +276,7 @@ workspaceRoutes.openapi(
   }),
   async (c) => {
     const row = await workspaceOr404(c.get("deps").db, c.req.valid("param").id);
-    return c.json({ workspace: toApi(row) }, 200);
+    return c.json({ workspace: toApi(row, c.get("deps").config) }, 200);
   },
 );
 
@@ -250,7 +302,7 @@ workspaceRoutes.openapi(
     const deps = c.get("deps");
     const row = await workspaceOr404(deps.db, c.req.valid("param").id);
     const result = await removeWorkspace(deps, row);
-    return c.json({ workspace: toApi(result.row) }, result.done ? 200 : 202);
+    return c.json({ workspace: toApi(result.row, deps.config) }, result.done ? 200 : 202);
   },
 );
 

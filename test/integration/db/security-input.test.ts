@@ -737,13 +737,19 @@ describe(`SPEC §11 bad input over ${dbKind()}`, () => {
       const wrong: string[] = [];
       for (const route of routes) {
         for (const id of ids) {
-          const path = route.path
-            .replace("{id}", encodeURIComponent(id))
-            .replace("{name}", "code-review");
+          // A request each route would accept but for its id.
+          const path =
+            route.path.replace("{id}", encodeURIComponent(id)).replace("{name}", "code-review") +
+            (route.path.endsWith("/wait") ? "?status=online&timeoutSeconds=0" : "");
+          const valid: Record<string, unknown> = route.path.endsWith("/plugins")
+            ? { source: "local://code-review" }
+            : route.method === "PATCH"
+              ? { name: "renamed" }
+              : {};
           const body =
             route.op.requestBody === undefined
               ? {}
-              : { body: JSON.stringify({ source: "local://code-review" }), headers: json };
+              : { body: JSON.stringify(valid), headers: json };
           const got = await outcome(await request(route.method, path, body));
           if (got.status !== 404 || got.code !== "WORKSPACE_NOT_FOUND") {
             wrong.push(

@@ -30,6 +30,8 @@ describe("sweep metrics", () => {
         "external",
         "provision-timeout",
         "removal",
+        "idle",
+        "power",
         "plugins",
         "orphans",
       ].map((p) => [p, counts(0, 0)]),
