@@ -430,7 +430,8 @@ export class Fleet {
         agent = { ...previous, listed };
       }
       if (agent) inst.agent = agent;
-      inst.downAt = now;
+      // Only a running machine's going down counts: `#agent` reads it for older state files.
+      if (inst.state === "running") inst.downAt = now;
     }
     this.groups.killOwner(inst.id);
     if (inst.userDataStatus === "running") inst.userDataStatus = "interrupted";

@@ -206,6 +206,14 @@ describe("StopInstances with Hibernate", () => {
       hibernationConfigured: true,
       hibernated: true,
     });
+    const list = await t.control<{ instances: (ControlView & { id: string })[] }>(
+      "GET",
+      "/instances",
+    );
+    expect(list.json.instances.find((i) => i.id === id)).toMatchObject({
+      hibernationConfigured: true,
+      hibernated: true,
+    });
 
     await t.ec2.send(new StartInstancesCommand({ InstanceIds: [id] }));
     const running = await waitForState(id, "running");
