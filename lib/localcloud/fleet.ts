@@ -223,9 +223,13 @@ export class Fleet {
   /**
    * Start stopped instances (the caller has refused every other state but pending and running,
    * which stay as they are): stopped → pending, running after `bootDelayMs`, with a new boot on
-   * the console and the same disk, private address and user data, which does not run again.
-   * EC2's LaunchTime is "the time that the instance was last launched" (API_Instance.html), so a
-   * start sets it.
+   * the console and the same disk, private address and user data, which does not run again:
+   * cloud-init runs user-data scripts once per instance, on its first boot ("If you stop an
+   * instance, modify its user data, and start the instance, the updated user data is not run
+   * automatically", docs.aws.amazon.com/AWSEC2/latest/UserGuide/user-data.html; the
+   * scripts-user module's frequency is once-per-instance, cloudinit.readthedocs.io). EC2's
+   * LaunchTime is "the time that the instance was last launched" (API_Instance.html), so a start
+   * sets it.
    */
   start(ids: string[]): StateChange[] {
     this.tick();
