@@ -38,11 +38,15 @@ const settingsSpec = z
     // A local bound: AWS does not say how long its lag lasts, only "a couple of seconds … up to a
     // few minutes" of backoff (ec2/latest/devguide/eventual-consistency.html).
     describeLagMs: z.number().int().min(0).max(600_000),
+    hibernationFallback: z.boolean(),
   })
   .partial()
   .strict();
 
-const settingsOf = (opts: ResolvedOptions) => ({ describeLagMs: opts.describeLagMs });
+const settingsOf = (opts: ResolvedOptions) => ({
+  describeLagMs: opts.describeLagMs,
+  hibernationFallback: opts.hibernationFallback,
+});
 
 export interface ControlResponse {
   status: number;
@@ -102,6 +106,9 @@ const routes: Route[] = [
       const parsed = parseBody(settingsSpec, body, "invalid settings");
       if (!parsed.ok) return parsed.response;
       if (parsed.value.describeLagMs !== undefined) opts.describeLagMs = parsed.value.describeLagMs;
+      if (parsed.value.hibernationFallback !== undefined) {
+        opts.hibernationFallback = parsed.value.hibernationFallback;
+      }
       return ok(settingsOf(opts));
     },
   },
@@ -205,5 +212,10 @@ function describe(fleet: Fleet, id: string): Record<string, unknown> | undefined
     privateIp: inst.privateIp,
     // Whether the EC2 API lists it yet (`describeLagMs`); this API always does.
     describable: inst.visibleAt === undefined || Date.now() >= inst.visibleAt,
+    stateReason: inst.stateReason?.code ?? null,
+    hibernationConfigured: inst.hibernationConfigured === true,
+    // While stopping or stopped through StopInstances: whether it hibernated (false after a
+    // fallback to a plain stop); null in every other state.
+    hibernated: inst.stopMode === undefined ? null : inst.stopMode === "hibernate",
   };
 }

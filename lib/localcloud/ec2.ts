@@ -1,8 +1,10 @@
+import { rootDeviceName, rootVolume } from "./blockdevices.js";
 import { accountId, type Catalogue, defaultVpcId } from "./catalogue.js";
 import { CloudError, type WireResponse } from "./errors.js";
-import type { Fleet, LaunchSpec } from "./fleet.js";
+import type { Fleet, LaunchSpec, StateChange } from "./fleet.js";
+import { checkHibernationPrerequisites } from "./hibernation.js";
 import { isInstanceId } from "./ids.js";
-import type { QueryParams } from "./query.js";
+import { booleanParam, type QueryParams } from "./query.js";
 import {
   type CloudState,
   type InstanceRecord,
@@ -53,6 +55,8 @@ const actions: Record<string, Ec2Action> = {
   RunInstances: runInstances,
   DescribeInstances: describeInstances,
   TerminateInstances: terminateInstances,
+  StopInstances: stopInstances,
+  StartInstances: startInstances,
   GetConsoleOutput: getConsoleOutput,
   CreateTags: createTags,
 };
@@ -270,7 +274,7 @@ function instanceXml(inst: InstanceRecord): string {
       : "",
     leaf("architecture", "x86_64"),
     leaf("rootDeviceType", "ebs"),
-    leaf("rootDeviceName", "/dev/xvda"),
+    leaf("rootDeviceName", rootDeviceName),
     leaf("virtualizationType", "hvm"),
     leaf("clientToken", inst.clientToken ?? ""),
     itemSet(
@@ -290,6 +294,7 @@ function instanceXml(inst: InstanceRecord): string {
       leaf("httpProtocolIpv6", "disabled"),
       leaf("instanceMetadataTags", m.instanceMetadataTags),
     ),
+    el("hibernationOptions", leaf("configured", inst.hibernationConfigured === true)),
     leaf("platformDetails", "Linux/UNIX"),
   ].join("");
 }
@@ -426,10 +431,14 @@ function launchSpec(params: QueryParams, catalogue: Catalogue): LaunchSpec {
       "The HttpPutResponseHopLimit must be between 1 and 64.",
     );
   }
+  const instanceType = params.get("InstanceType") ?? "m1.small";
+  const root = rootVolume(params, imageId);
+  const hibernationConfigured = booleanParam(params, "HibernationOptions.Configured") ?? false;
+  if (hibernationConfigured) checkHibernationPrerequisites(instanceType, root);
   const spec: LaunchSpec = {
     count: Math.min(maxCount, maxInstancesPerCall),
     imageId,
-    instanceType: params.get("InstanceType") ?? "m1.small",
+    instanceType,
     securityGroupIds,
     metadataOptions: {
       httpTokens,
@@ -438,6 +447,7 @@ function launchSpec(params: QueryParams, catalogue: Catalogue): LaunchSpec {
       instanceMetadataTags: metadataTags,
     },
     tags,
+    hibernationConfigured,
   };
   if (subnetId !== undefined) spec.subnetId = subnetId;
   if (clientToken !== undefined && clientToken !== "") spec.clientToken = clientToken;
@@ -479,6 +489,7 @@ const filterNames = new Set([
   "subnet-id",
   "reservation-id",
   "private-ip-address",
+  "hibernation-options.configured",
 ]);
 
 function parseFilters(params: QueryParams): Filter[] {
@@ -524,6 +535,8 @@ function fieldValues(inst: InstanceRecord, name: string): string[] {
       return [inst.reservationId];
     case "private-ip-address":
       return inst.state === "terminated" ? [] : [inst.privateIp];
+    case "hibernation-options.configured":
+      return [String(inst.hibernationConfigured === true)];
     default: {
       const key = name.slice("tag:".length);
       return inst.tags.filter((t) => t.key === key).map((t) => t.value);
@@ -644,13 +657,87 @@ function describeInstances({ fleet }: Ec2Deps, params: QueryParams): string {
 }
 
 function terminateInstances({ fleet }: Ec2Deps, params: QueryParams): string {
+  const ids = requiredInstanceIds(params);
+  // One unknown id fails the call and terminates none.
+  requireExisting(fleet, ids);
+  return stateChangesXml(fleet.terminate(ids));
+}
+
+/**
+ * StopInstances (API_StopInstances.html): running → stopping → stopped, or a hibernation with
+ * `Hibernate` for an instance launched able to hibernate. Stopping and stopped instances answer
+ * their state unchanged, as a repeated stop must not fail; every other state is
+ * IncorrectInstanceState, and one such instance (or one unknown id) fails the whole call and
+ * stops none, as EC2 answers a batch naming a terminated instance (ansible-collections/
+ * amazon.aws#146, aws-solutions/instance-scheduler-on-aws#281). `Force` skips the graceful OS
+ * shutdown; the local cloud kills every process at once either way, so it changes nothing here.
+ */
+function stopInstances({ fleet }: Ec2Deps, params: QueryParams): string {
+  const ids = requiredInstanceIds(params);
+  const hibernate = booleanParam(params, "Hibernate") ?? false;
+  booleanParam(params, "Force");
+  const instances = requireExisting(fleet, ids);
+  for (const inst of instances) {
+    if (inst.state === "pending" && inst.runningSince === undefined) {
+      // EC2's answer for a launch that has not booted yet (cloud-custodian/cloud-custodian#6014,
+      // flatcar/mantle#315).
+      throw new CloudError(
+        "IncorrectInstanceState",
+        `Instance '${inst.id}' cannot be stopped as it has never reached the 'running' state.`,
+      );
+    }
+    if (inst.state === "pending" || inst.state === "shutting-down" || inst.state === "terminated") {
+      throw new CloudError(
+        "IncorrectInstanceState",
+        `This instance '${inst.id}' is not in a state from which it can be stopped.`,
+      );
+    }
+    if (hibernate && inst.hibernationConfigured !== true) {
+      // "You can't enable or disable hibernation for an instance after you launch it"
+      // (enabling-hibernation.html); EC2's wording from aws-solutions/instance-scheduler-on-aws#510.
+      throw new CloudError(
+        "UnsupportedHibernationConfiguration",
+        `The instance can't be hibernated because it was not configured at launch for hibernation: ${inst.id}`,
+      );
+    }
+  }
+  return stateChangesXml(fleet.stop(ids, hibernate));
+}
+
+/**
+ * StartInstances (API_StartInstances.html): stopped → pending → running. Pending and running
+ * instances answer their state unchanged; stopping, shutting-down and terminated ones are
+ * IncorrectInstanceState with EC2's wording (aws-solutions/instance-scheduler-on-aws#281), and
+ * fail the whole call.
+ */
+function startInstances({ fleet }: Ec2Deps, params: QueryParams): string {
+  const ids = requiredInstanceIds(params);
+  const instances = requireExisting(fleet, ids);
+  for (const inst of instances) {
+    if (
+      inst.state === "stopping" ||
+      inst.state === "shutting-down" ||
+      inst.state === "terminated"
+    ) {
+      throw new CloudError(
+        "IncorrectInstanceState",
+        `The instance '${inst.id}' is not in a state from which it can be started.`,
+      );
+    }
+  }
+  return stateChangesXml(fleet.start(ids));
+}
+
+function requiredInstanceIds(params: QueryParams): string[] {
   const ids = instanceIds(params);
   if (ids.length === 0) {
     throw new CloudError("MissingParameter", "The request must contain the parameter InstanceId");
   }
-  // One unknown id fails the call and terminates none.
-  requireExisting(fleet, ids);
-  const changes = fleet.terminate(ids);
+  return ids;
+}
+
+/** `instancesSet` of InstanceStateChange items, each with its current and previous state. */
+function stateChangesXml(changes: StateChange[]): string {
   return itemSet(
     "instancesSet",
     changes.map(

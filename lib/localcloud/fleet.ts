@@ -5,7 +5,14 @@ import { bootLines, capConsole, noUserData, userDataFinished } from "./bootlog.j
 import { newInstanceId, newReservationId } from "./ids.js";
 import type { ResolvedOptions } from "./options.js";
 import { type ProcessGroups, readHead } from "./processes.js";
-import type { CloudState, InstanceRecord, InstanceStateName, StateChanges, Tag } from "./store.js";
+import type {
+  AgentRecord,
+  CloudState,
+  InstanceRecord,
+  InstanceStateName,
+  StateChanges,
+  Tag,
+} from "./store.js";
 
 /** What RunInstances asked for, already validated. */
 export interface LaunchSpec {
@@ -19,6 +26,8 @@ export interface LaunchSpec {
   clientToken?: string;
   tags: Tag[];
   userData?: string;
+  /** `HibernationOptions.Configured`, its prerequisites already checked. */
+  hibernationConfigured: boolean;
 }
 
 export type PingStatus = "Online" | "ConnectionLost";
@@ -29,20 +38,34 @@ export interface Registration {
   registeredAt: number;
 }
 
-/** Called when an instance stops running (crash, terminate) so its commands end. */
+/** Called when an instance stops running (crash, stop, terminate) so its commands end. */
 export type InstanceDownListener = (instanceId: string) => void;
+/**
+ * Called when an instance reaches running (a launch or a start), so waiting commands can go.
+ * It runs inside a state transition: it must not call back into the fleet.
+ */
+export type InstanceUpListener = (inst: InstanceRecord) => void;
+
+/** One instance's state change, as StopInstances, StartInstances and TerminateInstances answer. */
+export interface StateChange {
+  inst: InstanceRecord;
+  previous: InstanceStateName;
+}
 
 /**
  * The simulated instances and their state machine: pending → running after the boot delay,
+ * running → stopping → stopped after the stop delay, stopped → pending → running again,
  * shutting-down → terminated after the terminate delay, terminated → gone after the visibility
- * window. Transitions carry absolute due times, so a restarted cloud picks up where it was.
- * One timer fires at the next due time; every API call also ticks first, so states never lag
- * (what lags is EC2's view of a new instance: `describeLagMs`, applied by the EC2 API).
+ * window (ec2-instance-lifecycle.html). Transitions carry absolute due times, so a restarted
+ * cloud picks up where it was. One timer fires at the next due time; every API call also ticks
+ * first, so states never lag (what lags is EC2's view of a new instance: `describeLagMs`,
+ * applied by the EC2 API).
  */
 export class Fleet {
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
   #downListeners: InstanceDownListener[] = [];
+  #upListeners: InstanceUpListener[] = [];
 
   constructor(
     private readonly state: CloudState,
@@ -64,6 +87,10 @@ export class Fleet {
 
   onInstanceDown(listener: InstanceDownListener): void {
     this.#downListeners.push(listener);
+  }
+
+  onInstanceUp(listener: InstanceUpListener): void {
+    this.#upListeners.push(listener);
   }
 
   instanceDir(id: string): string {
@@ -111,6 +138,7 @@ export class Fleet {
       if (spec.iamInstanceProfile !== undefined) inst.iamInstanceProfile = spec.iamInstanceProfile;
       if (spec.clientToken !== undefined) inst.clientToken = spec.clientToken;
       if (spec.userData !== undefined) inst.userData = spec.userData;
+      if (spec.hibernationConfigured) inst.hibernationConfigured = true;
       // Read at each launch, so a lag set at run time applies to the next launch only.
       if (this.opts.describeLagMs > 0) inst.visibleAt = now + this.opts.describeLagMs;
       this.state.instances.push(inst);
@@ -121,27 +149,103 @@ export class Fleet {
   }
 
   /** Begin terminating; returns the state each instance was in before. Idempotent. */
-  terminate(ids: string[]): { inst: InstanceRecord; previous: InstanceStateName }[] {
+  terminate(ids: string[]): StateChange[] {
     this.tick();
     const now = Date.now();
-    const out: { inst: InstanceRecord; previous: InstanceStateName }[] = [];
+    const out: StateChange[] = [];
     for (const id of ids) {
       const inst = this.state.instances.find((i) => i.id === id);
       if (!inst) continue;
       const previous = inst.state;
       if (previous !== "shutting-down" && previous !== "terminated") {
-        if (previous === "running" || previous === "pending") inst.downAt = now;
+        this.#down(inst, now, { listed: true });
         inst.state = "shutting-down";
         inst.dueAt = now + this.opts.terminateDelayMs;
-        inst.stateTransitionReason = `User initiated (${new Date(now)
-          .toISOString()
-          .replace(/\.\d+Z$/, " GMT")
-          .replace("T", " ")})`;
+        inst.stateTransitionReason = userInitiated(now);
         inst.stateReason = {
           code: "Client.UserInitiatedShutdown",
           message: "Client.UserInitiatedShutdown: User initiated shutdown",
         };
-        this.#down(inst);
+        delete inst.stopMode;
+      }
+      out.push({ inst, previous });
+    }
+    this.#afterChange(out.map((o) => o.inst));
+    return out;
+  }
+
+  /**
+   * Begin stopping running instances (the caller has refused every other state but stopping and
+   * stopped, which stay as they are): running → stopping, stopped after `stopDelayMs`. Every
+   * process dies, as with a crash, but the disk stays. A hibernation is recorded as such
+   * (stateReason `Client.UserInitiatedHibernate`, "Hibernation was initiated on the instance",
+   * API_StateReason.html) unless `hibernationFallback` makes it the "normal shutdown" EC2 falls
+   * back to (API_StopInstances.html). The local cloud does not keep a hibernated instance's
+   * processes for its start: RAM is not simulated, so a start always boots afresh.
+   */
+  stop(ids: string[], hibernate: boolean): StateChange[] {
+    this.tick();
+    const now = Date.now();
+    const out: StateChange[] = [];
+    for (const id of ids) {
+      const inst = this.state.instances.find((i) => i.id === id);
+      if (!inst) continue;
+      const previous = inst.state;
+      if (previous === "running") {
+        const hibernates = hibernate && !this.opts.hibernationFallback;
+        // SSM no longer lists a stopped instance: "A stopped instance means its lifecycle has
+        // ended in the point of view of InstanceInformation" (AWS, aws/amazon-ssm-agent#407).
+        this.#down(inst, now, { listed: false });
+        inst.state = "stopping";
+        inst.dueAt = now + this.opts.stopDelayMs;
+        inst.stopMode = hibernates ? "hibernate" : "stop";
+        inst.stateTransitionReason = userInitiated(now);
+        // Codes and meanings of API_StateReason.html; the message repeats the code, as EC2 does.
+        inst.stateReason = hibernates
+          ? {
+              code: "Client.UserInitiatedHibernate",
+              message: "Client.UserInitiatedHibernate: User initiated hibernate",
+            }
+          : {
+              code: "Client.UserInitiatedShutdown",
+              message: "Client.UserInitiatedShutdown: User initiated shutdown",
+            };
+        inst.console = capConsole(
+          `${inst.console}${hibernates ? "[  OK  ] Reached target hibernate.target - System Hibernation.\n" : "[  OK  ] Reached target poweroff.target - System Power Off.\n"}`,
+        );
+      }
+      out.push({ inst, previous });
+    }
+    this.#afterChange(out.map((o) => o.inst));
+    return out;
+  }
+
+  /**
+   * Start stopped instances (the caller has refused every other state but pending and running,
+   * which stay as they are): stopped → pending, running after `bootDelayMs`, with a new boot on
+   * the console and the same disk, private address and user data, which does not run again:
+   * cloud-init runs user-data scripts once per instance, on its first boot ("If you stop an
+   * instance, modify its user data, and start the instance, the updated user data is not run
+   * automatically", docs.aws.amazon.com/AWSEC2/latest/UserGuide/user-data.html; the
+   * scripts-user module's frequency is once-per-instance, cloudinit.readthedocs.io). EC2's
+   * LaunchTime is "the time that the instance was last launched" (API_Instance.html), so a start
+   * sets it.
+   */
+  start(ids: string[]): StateChange[] {
+    this.tick();
+    const now = Date.now();
+    const out: StateChange[] = [];
+    for (const id of ids) {
+      const inst = this.state.instances.find((i) => i.id === id);
+      if (!inst) continue;
+      const previous = inst.state;
+      if (previous === "stopped") {
+        inst.state = "pending";
+        inst.dueAt = now + this.opts.bootDelayMs;
+        inst.launchTime = now;
+        inst.stateTransitionReason = "";
+        delete inst.stateReason;
+        delete inst.stopMode;
       }
       out.push({ inst, previous });
     }
@@ -154,9 +258,10 @@ export class Fleet {
     const inst = this.get(id);
     if (!inst || inst.state === "terminated" || inst.state === "shutting-down") return inst;
     if (inst.state !== "stopped") {
-      if (inst.state === "running") inst.downAt = Date.now();
+      this.#down(inst, Date.now(), { listed: true });
       inst.state = "stopped";
       delete inst.dueAt;
+      delete inst.stopMode;
       inst.stateTransitionReason = "Server.InternalError";
       inst.stateReason = {
         code: "Server.InternalError",
@@ -165,7 +270,6 @@ export class Fleet {
       inst.console = capConsole(
         `${inst.console}[ 9999.000000] Kernel panic - not syncing: localcloud crash\n`,
       );
-      this.#down(inst);
       this.#afterChange([inst]);
     }
     return inst;
@@ -187,21 +291,48 @@ export class Fleet {
   }
 
   /**
-   * SSM's view of the instance's agent: registered (Online) `ssmOnlineDelayMs` after running,
-   * ConnectionLost once the machine went down after registering, absent otherwise.
+   * SSM's listing of the instance's agent (DescribeInstanceInformation): Online
+   * `ssmOnlineDelayMs` after each boot reaches running; ConnectionLost once the machine crashed
+   * or began terminating after its agent registered; absent before the agent registers, while
+   * stopped through StopInstances and after a start until the agent registers again ("If you
+   * start the stopped instance again and the health check succeeds, it would show up", AWS in
+   * aws/amazon-ssm-agent#407).
    */
   registration(inst: InstanceRecord, now = Date.now()): Registration | undefined {
-    if (inst.runningSince === undefined || inst.state === "terminated") return undefined;
-    const registeredAt = inst.runningSince + this.opts.ssmOnlineDelayMs;
-    if (inst.state === "running") {
-      return now >= registeredAt
-        ? { pingStatus: "Online", lastPingAt: now, registeredAt }
-        : undefined;
+    if (inst.state === "terminated") return undefined;
+    const onlineAt = this.agentOnlineAt(inst);
+    const agent = this.#agent(inst);
+    if (onlineAt !== undefined) {
+      if (now < onlineAt) return undefined;
+      return {
+        pingStatus: "Online",
+        lastPingAt: now,
+        registeredAt: agent?.registeredAt ?? onlineAt,
+      };
     }
-    if (inst.downAt !== undefined && inst.downAt >= registeredAt) {
-      return { pingStatus: "ConnectionLost", lastPingAt: inst.downAt, registeredAt };
-    }
-    return undefined;
+    if (inst.state === "pending" || !agent?.listed) return undefined;
+    return {
+      pingStatus: "ConnectionLost",
+      lastPingAt: agent.lastPingAt,
+      registeredAt: agent.registeredAt,
+    };
+  }
+
+  /** When the agent of a running instance registers (or registered) in this boot. */
+  agentOnlineAt(inst: InstanceRecord): number | undefined {
+    return inst.state === "running" && inst.runningSince !== undefined
+      ? inst.runningSince + this.opts.ssmOnlineDelayMs
+      : undefined;
+  }
+
+  /**
+   * Whether SSM knows the instance as a managed node: its agent registered at some boot. SSM
+   * takes commands for such an instance while it is "Running, Pending, Stopped, Stopping"
+   * (API_SendCommand.html), listed or not, and delivers them once the agent is back.
+   */
+  agentKnown(inst: InstanceRecord, now = Date.now()): boolean {
+    const onlineAt = this.agentOnlineAt(inst);
+    return this.#agent(inst) !== undefined || (onlineAt !== undefined && now >= onlineAt);
   }
 
   /** Current console text, including what a still-running user-data script printed so far. */
@@ -229,6 +360,12 @@ export class Fleet {
             due.console + bootLines(due.id, due.instanceType, due.privateIp, at),
           );
           this.#runUserData(due, at);
+          this.changes.instance(due);
+          for (const listener of this.#upListeners) listener(due);
+          break;
+        case "stopping":
+          due.state = "stopped";
+          delete due.dueAt;
           this.changes.instance(due);
           break;
         case "shutting-down":
@@ -280,10 +417,42 @@ export class Fleet {
     this.#timer.unref();
   }
 
-  #down(inst: InstanceRecord): void {
+  /**
+   * The machine goes down: its processes die and SSM keeps what it knew of the agent. `listed`
+   * says whether SSM goes on listing the agent (ConnectionLost) while the machine is down; a
+   * machine already down (stopping, stopped) keeps what its first going down decided.
+   */
+  #down(inst: InstanceRecord, now: number, { listed }: { listed: boolean }): void {
+    const wasUp = inst.state === "running" || inst.state === "pending";
+    if (wasUp) {
+      const onlineAt = this.agentOnlineAt(inst);
+      const previous = this.#agent(inst);
+      let agent: AgentRecord | undefined;
+      if (onlineAt !== undefined && now >= onlineAt) {
+        agent = { registeredAt: previous?.registeredAt ?? onlineAt, lastPingAt: now, listed };
+      } else if (previous) {
+        agent = { ...previous, listed };
+      }
+      if (agent) inst.agent = agent;
+      // Only a running machine's going down counts: `#agent` reads it for older state files.
+      if (inst.state === "running") inst.downAt = now;
+    }
     this.groups.killOwner(inst.id);
     if (inst.userDataStatus === "running") inst.userDataStatus = "interrupted";
     for (const listener of this.#downListeners) listener(inst.id);
+  }
+
+  /**
+   * The agent SSM remembers. State written before `agent` existed only has the boot and the
+   * moment the machine went down: an agent that registered before that is listed, as then.
+   */
+  #agent(inst: InstanceRecord): AgentRecord | undefined {
+    if (inst.agent) return inst.agent;
+    if (inst.runningSince === undefined || inst.downAt === undefined) return undefined;
+    const registeredAt = inst.runningSince + this.opts.ssmOnlineDelayMs;
+    return inst.downAt >= registeredAt
+      ? { registeredAt, lastPingAt: inst.downAt, listed: true }
+      : undefined;
   }
 
   #userDataDir(id: string): string {
@@ -340,4 +509,12 @@ export class Fleet {
       );
     }
   }
+}
+
+/** EC2's StateTransitionReason for a user's stop or terminate: "User initiated (… GMT)". */
+function userInitiated(now: number): string {
+  return `User initiated (${new Date(now)
+    .toISOString()
+    .replace(/\.\d+Z$/, " GMT")
+    .replace("T", " ")})`;
 }

@@ -11,7 +11,13 @@
  * - SendCommand to a stopped, registered instance is accepted and ends TimedOut / "Delivery
  *   Timed Out" after `deliveryTimeoutMs`; unregistered, pending or gone: InvalidInstanceId.
  * - RunInstances knows only the catalogue (`catalogue` option, `GET`/`POST
- *   /_localcloud/catalogue`, the defaults exported below).
+ *   /_localcloud/catalogue`, the defaults exported below), and takes `HibernationOptions` only
+ *   when EC2's hibernation prerequisites hold (supported type, encrypted root volume for RAM).
+ * - StopInstances (`Hibernate`, `Force`) and StartInstances: running → stopping → stopped after
+ *   `stopDelayMs`, stopped → pending → running after `bootDelayMs`; processes die, the disk
+ *   stays, user data does not run again. SSM no longer lists a stopped instance, takes commands
+ *   for it and delivers them once its agent is Online after the start. The `hibernationFallback`
+ *   setting turns a hibernation into the plain stop EC2 falls back to.
  * - State: every answer leaves after its change is in `state.json` + `state.journal`.
  */
 import { mkdirSync } from "node:fs";

@@ -19,6 +19,12 @@ export interface LocalCloudOptions {
   invocationVisibleDelayMs?: number;
   /** shutting-down → terminated; default 300. */
   terminateDelayMs?: number;
+  /**
+   * stopping → stopped after StopInstances (a stop or a hibernation); default 300. EC2 publishes
+   * no duration, only that an instance "appears stuck in the stopping state" when it takes long
+   * (API_StopInstances.html); a start after it takes `bootDelayMs`, as a first boot does.
+   */
+  stopDelayMs?: number;
   /** Terminated instances stay visible this long; default one hour, as AWS's "usually less than one hour". */
   terminatedVisibleMs?: number;
   /**
@@ -36,6 +42,13 @@ export interface LocalCloudOptions {
    * a short stand-in keeps tests fast. Default 300.
    */
   deliveryTimeoutMs?: number;
+  /**
+   * When true, a StopInstances with `Hibernate` on an instance able to hibernate stops it plainly
+   * instead (stateReason `Client.UserInitiatedShutdown`): "If the instance cannot hibernate
+   * successfully, a normal shutdown occurs" (API_StopInstances.html). Default false; settable at
+   * run time through `PUT /_localcloud/settings`.
+   */
+  hibernationFallback?: boolean;
   /** AMIs, security groups, subnets and instance profiles RunInstances accepts, beyond the defaults. */
   catalogue?: CatalogueEntries;
   /**
@@ -62,9 +75,11 @@ export function resolveOptions(opts: LocalCloudOptions): ResolvedOptions {
     ssmOnlineDelayMs: opts.ssmOnlineDelayMs ?? 200,
     invocationVisibleDelayMs: opts.invocationVisibleDelayMs ?? 200,
     terminateDelayMs: opts.terminateDelayMs ?? 300,
+    stopDelayMs: opts.stopDelayMs ?? 300,
     terminatedVisibleMs: opts.terminatedVisibleMs ?? 3_600_000,
     describeLagMs: opts.describeLagMs ?? 0,
     deliveryTimeoutMs: opts.deliveryTimeoutMs ?? 300,
+    hibernationFallback: opts.hibernationFallback ?? false,
     catalogue: opts.catalogue ?? {},
     credentials: opts.credentials ?? { local: "local" },
     buckets: opts.buckets ?? [],

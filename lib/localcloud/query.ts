@@ -1,3 +1,5 @@
+import { CloudError } from "./errors.js";
+
 /**
  * The EC2 Query protocol's flattened parameters (`Filter.1.Value.2=x`) read back into lists and
  * structures. The SDK numbers list members from 1; gaps are tolerated and order follows the index.
@@ -51,4 +53,17 @@ export class QueryParams {
     }
     return [...seen].sort((a, b) => a - b);
   }
+}
+
+/** A Query API boolean: absent, or exactly "true" / "false" as the SDK sends it. */
+export function booleanParam(params: QueryParams, name: string): boolean | undefined {
+  const raw = params.get(name);
+  if (raw === undefined) return undefined;
+  if (raw !== "true" && raw !== "false") {
+    throw new CloudError(
+      "InvalidParameterValue",
+      `Value (${raw}) for parameter ${name} is invalid. Expecting true or false.`,
+    );
+  }
+  return raw === "true";
 }

@@ -4,7 +4,13 @@ import { join } from "node:path";
 import type { Fleet } from "./fleet.js";
 import type { ResolvedOptions } from "./options.js";
 import { type ProcessGroups, readHead, type ScriptExit, type ScriptRun } from "./processes.js";
-import type { CloudState, CommandRecord, InvocationRecord, StateChanges } from "./store.js";
+import type {
+  CloudState,
+  CommandRecord,
+  InstanceRecord,
+  InvocationRecord,
+  StateChanges,
+} from "./store.js";
 
 /**
  * Output limits of GetCommandInvocation: 24,000 characters of stdout, 8,000 of stderr, and the
@@ -68,6 +74,8 @@ export class CommandRunner {
   readonly #live = new Map<string, Live>();
   /** Invocations waiting for an absent agent, by `commandId/instanceId`: their delivery timeout. */
   readonly #undelivered = new Map<string, NodeJS.Timeout>();
+  /** By instance id: when its agent comes back, the waiting invocations are delivered. */
+  readonly #redelivery = new Map<string, NodeJS.Timeout>();
   #closed = false;
 
   constructor(
@@ -102,6 +110,13 @@ export class CommandRunner {
       }
     }
     fleet.onInstanceDown((id) => this.#instanceDown(id));
+    fleet.onInstanceUp((inst) => this.#deliverWhenOnline(inst));
+    for (const cmd of state.commands) {
+      for (const inv of cmd.invocations) {
+        const inst = inv.status === "Delayed" ? fleet.get(inv.instanceId) : undefined;
+        if (inst) this.#deliverWhenOnline(inst);
+      }
+    }
   }
 
   /** Every command still in the history (30 days). */
@@ -150,6 +165,10 @@ export class CommandRunner {
     for (const inv of cmd.invocations) {
       if (inv.status === "Delayed") this.#awaitDelivery(cmd, inv);
       else this.#start(cmd, inv, spec.script);
+    }
+    for (const id of unreachable) {
+      const inst = this.fleet.get(id);
+      if (inst) this.#deliverWhenOnline(inst);
     }
     this.changes.command(cmd);
     return cmd;
@@ -202,6 +221,55 @@ export class CommandRunner {
     this.#closed = true;
     for (const live of this.#live.values()) clearTimeout(live.timer);
     for (const timer of this.#undelivered.values()) clearTimeout(timer);
+    for (const timer of this.#redelivery.values()) clearTimeout(timer);
+  }
+
+  /**
+   * SSM tries a Delayed invocation again once the node is back: "The system will try to send
+   * the command again" (StatusDetails, API_GetCommandInvocation.html), so a command sent while
+   * the instance was stopped runs after its start if the agent is Online before the delivery
+   * timeout, after which "it won't run" (TimeoutSeconds, API_SendCommand.html).
+   */
+  #deliverWhenOnline(inst: InstanceRecord): void {
+    const at = this.fleet.agentOnlineAt(inst);
+    if (at === undefined) return;
+    clearTimeout(this.#redelivery.get(inst.id));
+    const timer = setTimeout(
+      () => {
+        this.#redelivery.delete(inst.id);
+        if (!this.#closed) this.#deliver(inst.id);
+      },
+      Math.max(0, at - Date.now()),
+    );
+    timer.unref();
+    this.#redelivery.set(inst.id, timer);
+  }
+
+  #deliver(instanceId: string): void {
+    const inst = this.fleet.get(instanceId);
+    if (!inst || this.fleet.registration(inst)?.pingStatus !== "Online") return;
+    const now = Date.now();
+    for (const cmd of this.state.commands) {
+      for (const inv of cmd.invocations) {
+        if (inv.instanceId !== instanceId || inv.status !== "Delayed") continue;
+        if ((inv.deliveryTimesOutAt ?? 0) <= now) {
+          this.#endUndelivered(cmd, inv, deliveryTimedOut);
+          continue;
+        }
+        const k = key(cmd.commandId, instanceId);
+        clearTimeout(this.#undelivered.get(k));
+        this.#undelivered.delete(k);
+        Object.assign(inv, {
+          status: "InProgress",
+          statusDetails: "InProgress",
+          startedAt: now,
+        } satisfies Partial<InvocationRecord>);
+        delete inv.deliveryTimesOutAt;
+        // The script as SendCommand built it: the commands joined with newlines (ssm.ts).
+        this.#start(cmd, inv, `${(cmd.parameters.commands ?? []).join("\n")}\n`);
+        this.changes.command(cmd);
+      }
+    }
   }
 
   /**

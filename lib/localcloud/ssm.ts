@@ -183,15 +183,13 @@ function sendCommand({ fleet, runner }: SsmDeps, raw: unknown): unknown {
   }
   // SSM takes instances that are "Running, Pending, Stopped, Stopping" and refuses
   // "Shutting-down and Terminated", and any whose agent never registered (InvalidInstanceId,
-  // docs.aws.amazon.com/systems-manager/latest/APIReference/API_SendCommand.html). A pending
-  // instance has never registered here, so it is refused too. A stopped one that had registered
-  // is accepted, and its invocation waits for an agent that is not there.
+  // docs.aws.amazon.com/systems-manager/latest/APIReference/API_SendCommand.html). One whose
+  // agent registered at some boot but is not Online now (stopping, stopped, starting again) is
+  // accepted, and its invocation waits for the agent to come back.
   const notReady = ids.filter((id) => {
     const inst = fleet.get(id);
-    if (!inst) return true;
-    const ping = fleet.registration(inst)?.pingStatus;
-    if (inst.state === "running") return ping !== "Online";
-    return inst.state !== "stopped" || ping === undefined;
+    if (!inst || inst.state === "shutting-down" || inst.state === "terminated") return true;
+    return !fleet.agentKnown(inst);
   });
   if (notReady.length > 0) {
     throw new CloudError(
@@ -204,7 +202,10 @@ function sendCommand({ fleet, runner }: SsmDeps, raw: unknown): unknown {
     comment: input.Comment ?? "",
     parameters,
     instanceIds: ids,
-    unreachable: ids.filter((id) => fleet.get(id)?.state !== "running"),
+    unreachable: ids.filter((id) => {
+      const inst = fleet.get(id);
+      return !inst || fleet.registration(inst)?.pingStatus !== "Online";
+    }),
     timeoutSeconds: input.TimeoutSeconds ?? 3600,
     executionTimeoutSeconds: agentExecutionTimeout(parameters.executionTimeout?.[0]),
     // The agent joins the commands with newlines into _script.sh (pluginutil.CreateScriptFile).

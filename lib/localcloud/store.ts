@@ -58,13 +58,38 @@ export interface InstanceRecord {
   state: InstanceStateName;
   stateTransitionReason: string;
   stateReason?: { code: string; message: string };
-  /** When the current transitional state ends (pending → running, shutting-down → terminated, terminated → gone). */
+  /**
+   * When the current transitional state ends (pending → running, stopping → stopped,
+   * shutting-down → terminated, terminated → gone).
+   */
   dueAt?: number;
+  /** When it last reached running: the latest boot, since a start boots again. */
   runningSince?: number;
-  /** When it stopped running: crashed (stopped) or began shutting down. */
+  /** When it last stopped running: crashed (stopped), began stopping or began shutting down. */
   downAt?: number;
   terminatedAt?: number;
   console: string;
+  /** `HibernationOptions.Configured` at launch; it cannot change afterwards. Absent: false. */
+  hibernationConfigured?: boolean;
+  /**
+   * How the current stopping/stopped state came about through StopInstances: a plain stop or a
+   * hibernation. Absent while running, after a crash and once terminating.
+   */
+  stopMode?: "stop" | "hibernate";
+  /** What SSM remembers of the instance's agent once it registered and the machine went down. */
+  agent?: AgentRecord;
+}
+
+/** SSM's memory of an agent that registered: kept across stops, crashes and starts. */
+export interface AgentRecord {
+  registeredAt: number;
+  /** Its last ping: when the machine it ran on went down. */
+  lastPingAt: number;
+  /**
+   * Whether DescribeInstanceInformation lists it (as ConnectionLost) while the machine is down:
+   * yes after a crash or during termination, no once stopped through StopInstances.
+   */
+  listed: boolean;
 }
 
 export interface ClientTokenRecord {

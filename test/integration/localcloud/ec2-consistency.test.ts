@@ -120,16 +120,28 @@ describe("describeLagMs", () => {
 
 describe("settings API", () => {
   it("reads and writes describeLagMs, refusing anything else", async () => {
-    expect((await t.control("GET", "/settings")).json).toEqual({ describeLagMs: 0 });
+    expect((await t.control("GET", "/settings")).json).toEqual({
+      describeLagMs: 0,
+      hibernationFallback: false,
+    });
     const set = await setLag(1234);
     expect(set.status).toBe(200);
-    expect(set.json).toEqual({ describeLagMs: 1234 });
-    expect((await t.control("GET", "/settings")).json).toEqual({ describeLagMs: 1234 });
+    expect(set.json).toEqual({
+      describeLagMs: 1234,
+      hibernationFallback: false,
+    });
+    expect((await t.control("GET", "/settings")).json).toEqual({
+      describeLagMs: 1234,
+      hibernationFallback: false,
+    });
 
     expect((await t.control("PUT", "/settings", { describeLagMs: -1 })).status).toBe(400);
     expect((await t.control("PUT", "/settings", { describeLagMs: 1.5 })).status).toBe(400);
     expect((await t.control("PUT", "/settings", { bootDelayMs: 5 })).status).toBe(400);
-    expect((await t.control("GET", "/settings")).json).toEqual({ describeLagMs: 1234 });
+    expect((await t.control("GET", "/settings")).json).toEqual({
+      describeLagMs: 1234,
+      hibernationFallback: false,
+    });
   });
 });
 
@@ -142,7 +154,10 @@ describe("describeLagMs as a start option", () => {
         lagged.ec2.send(new DescribeInstancesCommand({ InstanceIds: [id] })),
       );
       expect(err.name).toBe("InvalidInstanceID.NotFound");
-      expect((await lagged.control("GET", "/settings")).json).toEqual({ describeLagMs: longLag });
+      expect((await lagged.control("GET", "/settings")).json).toEqual({
+        describeLagMs: longLag,
+        hibernationFallback: false,
+      });
     } finally {
       await lagged.close();
     }

@@ -46,6 +46,7 @@ export const fastDelays = {
   ssmOnlineDelayMs: 50,
   invocationVisibleDelayMs: 50,
   terminateDelayMs: 50,
+  stopDelayMs: 50,
 } satisfies Partial<LocalCloudOptions>;
 
 export async function startTestCloud(
