@@ -99,6 +99,7 @@ const schema = z.object({
   REMOTE_STALE_AFTER_SECONDS: seconds(90),
   PROVISION_TIMEOUT_SECONDS: seconds(600),
   LAUNCH_GRACE_SECONDS: seconds(300),
+  DEGRADED_AFTER_SECONDS: seconds(300),
   SWEEP_INTERVAL_SECONDS: seconds(15),
   LOCAL_CLOUD: z.enum(["on", "off"]).default("on"),
   LOCALCLOUD_PORT: port(4566),
@@ -146,6 +147,8 @@ export interface Config {
   remoteStaleAfterSeconds: number;
   provisionTimeoutSeconds: number;
   launchGraceSeconds: number;
+  /** EC2 running but SSM not `Online` for longer than this → `degraded` (sweep liveness). */
+  degradedAfterSeconds: number;
   sweepIntervalSeconds: number;
   localCloud: boolean;
   localCloudPort: number;
@@ -209,6 +212,7 @@ export function loadConfig(env: Record<string, string | undefined>, mode: Mode):
     remoteStaleAfterSeconds: e.REMOTE_STALE_AFTER_SECONDS,
     provisionTimeoutSeconds: e.PROVISION_TIMEOUT_SECONDS,
     launchGraceSeconds: e.LAUNCH_GRACE_SECONDS,
+    degradedAfterSeconds: e.DEGRADED_AFTER_SECONDS,
     sweepIntervalSeconds: e.SWEEP_INTERVAL_SECONDS,
     localCloud: e.LOCAL_CLOUD === "on",
     localCloudPort: e.LOCALCLOUD_PORT,

@@ -201,8 +201,8 @@ export async function findSentCommand(
 
 /** What SSM says of one instance's agent; `NotRegistered` when SSM does not know it. */
 export type PingResult =
-  | { kind: "known"; status: string }
-  | { kind: "transient"; error: AwsProblem };
+  /** `lastPingAt`: SSM's LastPingDateTime, when the agent last pinged it. */
+  { kind: "known"; status: string; lastPingAt?: Date } | { kind: "transient"; error: AwsProblem };
 
 // DescribeInstanceInformation: "Array Members: Minimum number of 1 item. Maximum number of 100
 // items" per filter (ssm/latest/APIReference/API_InstanceInformationStringFilter.html), pages of
@@ -227,7 +227,7 @@ export async function pingStatuses(
     chunks.push(unique.slice(i, i + MAX_PING_IDS_PER_CALL));
   }
   await forEachBounded(chunks, 4, async (chunk) => {
-    const seen = new Map<string, string>();
+    const seen = new Map<string, { status: string; lastPingAt?: Date }>();
     try {
       let nextToken: string | undefined;
       do {
@@ -240,7 +240,10 @@ export async function pingStatuses(
         );
         for (const info of out.InstanceInformationList ?? []) {
           if (info.InstanceId && chunk.includes(info.InstanceId)) {
-            seen.set(info.InstanceId, info.PingStatus ?? "Unknown");
+            seen.set(info.InstanceId, {
+              status: info.PingStatus ?? "Unknown",
+              ...(info.LastPingDateTime && { lastPingAt: info.LastPingDateTime }),
+            });
           }
         }
         nextToken = out.NextToken || undefined;
@@ -251,7 +254,7 @@ export async function pingStatuses(
       return;
     }
     for (const id of chunk) {
-      results.set(id, { kind: "known", status: seen.get(id) ?? "NotRegistered" });
+      results.set(id, { kind: "known", ...(seen.get(id) ?? { status: "NotRegistered" }) });
     }
   });
   return results;

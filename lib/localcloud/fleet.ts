@@ -188,20 +188,42 @@ export class Fleet {
 
   /**
    * SSM's view of the instance's agent: registered (Online) `ssmOnlineDelayMs` after running,
-   * ConnectionLost once the machine went down after registering, absent otherwise.
+   * ConnectionLost once the machine went down — or its agent was lost — after registering (its
+   * LastPingDateTime is then when that happened), absent otherwise.
    */
   registration(inst: InstanceRecord, now = Date.now()): Registration | undefined {
     if (inst.runningSince === undefined || inst.state === "terminated") return undefined;
     const registeredAt = inst.runningSince + this.opts.ssmOnlineDelayMs;
-    if (inst.state === "running") {
+    const lost = [inst.agentLostAt, inst.state === "running" ? undefined : inst.downAt].filter(
+      (t): t is number => t !== undefined,
+    );
+    if (lost.length === 0) {
+      if (inst.state !== "running") return undefined;
       return now >= registeredAt
         ? { pingStatus: "Online", lastPingAt: now, registeredAt }
         : undefined;
     }
-    if (inst.downAt !== undefined && inst.downAt >= registeredAt) {
-      return { pingStatus: "ConnectionLost", lastPingAt: inst.downAt, registeredAt };
-    }
-    return undefined;
+    const lastPingAt = Math.min(...lost);
+    return lastPingAt >= registeredAt
+      ? { pingStatus: "ConnectionLost", lastPingAt, registeredAt }
+      : undefined;
+  }
+
+  /**
+   * The control API's agent loss: the machine keeps running (EC2 says `running`) while its SSM
+   * agent no longer reaches SSM — PingStatus `ConnectionLost` with the last ping at this moment,
+   * and SendCommand refused with InvalidInstanceId, which SSM answers for an agent that is not
+   * running (docs.aws.amazon.com/systems-manager/latest/APIReference/API_SendCommand.html).
+   * How long real SSM keeps saying `Online` after the last ping is not published; here the change
+   * is at once. Commands already running are not interrupted. `lost: false` brings it back.
+   */
+  setAgentLost(id: string, lost: boolean): InstanceRecord | undefined {
+    const inst = this.get(id);
+    if (!inst) return undefined;
+    if (lost && inst.agentLostAt === undefined) inst.agentLostAt = Date.now();
+    if (!lost) delete inst.agentLostAt;
+    this.#afterChange([inst]);
+    return inst;
   }
 
   /** Current console text, including what a still-running user-data script printed so far. */
