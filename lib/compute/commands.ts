@@ -199,10 +199,13 @@ export async function findSentCommand(
   return best?.id ?? null;
 }
 
-/** What SSM says of one instance's agent; `NotRegistered` when SSM does not know it. */
+/**
+ * What SSM says of one instance's agent; `NotRegistered` when SSM does not know it. `lastPingAt`
+ * is SSM's LastPingDateTime: when the agent last pinged it.
+ */
 export type PingResult =
-  /** `lastPingAt`: SSM's LastPingDateTime, when the agent last pinged it. */
-  { kind: "known"; status: string; lastPingAt?: Date } | { kind: "transient"; error: AwsProblem };
+  | { kind: "known"; status: string; lastPingAt?: Date }
+  | { kind: "transient"; error: AwsProblem };
 
 // DescribeInstanceInformation: "Array Members: Minimum number of 1 item. Maximum number of 100
 // items" per filter (ssm/latest/APIReference/API_InstanceInformationStringFilter.html), pages of
