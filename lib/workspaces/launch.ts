@@ -110,7 +110,10 @@ async function attemptLaunch(deps: Deps, row: WorkspaceRow): Promise<LaunchOutco
         workspaceId: row.id,
         hint: "set ADMIN_TOKEN for this function",
       });
-      return { kind: "transient", error: { code: "InstanceTokenKeyMissing", message: err.message } };
+      return {
+        kind: "transient",
+        error: { code: "InstanceTokenKeyMissing", message: err.message },
+      };
     }
     if (!(err instanceof UserDataTooLargeError)) throw err;
     return { kind: "rejected", error: { code: "UserDataTooLarge", message: err.message } };
