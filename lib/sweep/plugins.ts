@@ -2,6 +2,7 @@ import { and, asc, eq, gt, inArray, or } from "drizzle-orm";
 import { forEachBounded } from "../bounded.js";
 import { workspacePlugins } from "../db/schema.js";
 import { driveOperation } from "../plugins/reconcile.js";
+import { safeError } from "../redact.js";
 import { hasTimeForBatch, type PassContext, type PassCounts, zeroCounts } from "./types.js";
 
 /**
@@ -61,7 +62,7 @@ export async function sweepPlugins(ctx: PassContext): Promise<PassCounts> {
         ctx.deps.log.error("plugin operation failed to advance", {
           workspaceId: row.workspaceId,
           name: row.name,
-          error: String(err),
+          error: safeError(err),
         });
       }
     });
