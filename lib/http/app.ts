@@ -2,10 +2,12 @@ import { createRoute, z } from "@hono/zod-openapi";
 import { Scalar } from "@scalar/hono-api-reference";
 import { HTTPException } from "hono/http-exception";
 import { requestId } from "hono/request-id";
+import { isDatabaseUnavailable } from "../db/errors.js";
 import type { Deps } from "../deps.js";
 import type { SourceRegistry } from "../plugins/sources.js";
+import { safeError } from "../redact.js";
 import { type AppEnv, newRouter } from "./context.js";
-import { ApiError, errorBody, errorResponses } from "./errors.js";
+import { ApiError, DATABASE_RETRY_AFTER_SECONDS, errorBody, errorResponses } from "./errors.js";
 import { accessLog, bodyLimit } from "./middleware.js";
 import { instanceRoutes } from "./routes/instances.js";
 import { pluginRoutes } from "./routes/plugins.js";
@@ -36,7 +38,12 @@ export function createApp(deps: Deps, opts: AppOptions = {}) {
 
   app.onError((err, c) => {
     const rid = c.get("requestId") ?? "unknown";
-    if (err instanceof ApiError) return c.json(errorBody(err, rid), err.status);
+    if (err instanceof ApiError) {
+      if (err.extra.retryAfterSeconds !== undefined) {
+        c.header("Retry-After", String(err.extra.retryAfterSeconds));
+      }
+      return c.json(errorBody(err, rid), err.status);
+    }
     // zod-openapi answers a body not declared as JSON with its own 415; it is bad input like
     // any other, not an internal error.
     if (err instanceof HTTPException && err.status === 415) {
@@ -59,7 +66,24 @@ export function createApp(deps: Deps, opts: AppOptions = {}) {
         400,
       );
     }
-    deps.log.error("unhandled error", { requestId: rid, error: describe(err) });
+    // A database that cannot be reached (or is shutting down, or full) is the operator's outage,
+    // not a bug: the client may retry. A statement the database refused stays INTERNAL.
+    if (isDatabaseUnavailable(err)) {
+      deps.log.warn("database unavailable", { requestId: rid, error: safeError(err) });
+      c.header("Retry-After", String(DATABASE_RETRY_AFTER_SECONDS));
+      return c.json(
+        errorBody(
+          new ApiError("DATABASE_UNAVAILABLE", "The database is not available right now.", {
+            hint: `Retry in ${DATABASE_RETRY_AFTER_SECONDS} seconds.`,
+          }),
+          rid,
+        ),
+        503,
+      );
+    }
+    // The error's safe description only: a failed query's message and properties carry its
+    // parameters (env values, token hashes).
+    deps.log.error("unhandled error", { requestId: rid, error: safeError(err) });
     return c.json(errorBody(new ApiError("INTERNAL", "Internal error."), rid), 500);
   });
   app.notFound((c) =>
@@ -82,7 +106,7 @@ export function createApp(deps: Deps, opts: AppOptions = {}) {
             "application/json": { schema: z.object({ ok: z.literal(true), version: z.string() }) },
           },
         },
-        ...errorResponses(500),
+        ...errorResponses("INTERNAL"),
       },
     }),
     (c) => c.json({ ok: true as const, version: VERSION }, 200),
@@ -117,16 +141,4 @@ export type { AppEnv };
 
 function isMalformedBody(err: Error): boolean {
   return "status" in err && err.status === 400 && /json|body/i.test(err.message);
-}
-
-function describe(err: unknown): Record<string, unknown> {
-  if (err instanceof Error) {
-    return {
-      name: err.name,
-      message: err.message,
-      stack: err.stack,
-      cause: String(err.cause ?? ""),
-    };
-  }
-  return { value: String(err) };
 }

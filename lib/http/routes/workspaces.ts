@@ -19,7 +19,7 @@ import {
 import { removeWorkspace } from "../../workspaces/remove.js";
 import { mintToken, replaceTokens } from "../../workspaces/tokens.js";
 import { newRouter } from "../context.js";
-import { ApiError, errorResponses } from "../errors.js";
+import { ApiError, AUTH_ERRORS, BODY_ERRORS, errorResponses, STORE_ERRORS } from "../errors.js";
 import { authenticate } from "../middleware.js";
 import { IdParam, json, security } from "../openapi.js";
 
@@ -91,7 +91,7 @@ workspaceRoutes.openapi(
         "Created. External workspaces carry their token.",
       ),
       200: json(z.object({ workspace: WorkspaceSchema }), "Replayed by Idempotency-Key."),
-      ...errorResponses(400, 401, 403, 409, 413, 500),
+      ...errorResponses(AUTH_ERRORS, BODY_ERRORS, "IDEMPOTENCY_KEY_REUSED", STORE_ERRORS),
     },
   }),
   async (c) => {
@@ -160,7 +160,7 @@ workspaceRoutes.openapi(
         z.object({ workspaces: z.array(WorkspaceSchema), nextCursor: z.string().nullable() }),
         "A page of workspaces.",
       ),
-      ...errorResponses(400, 401, 403, 500),
+      ...errorResponses(AUTH_ERRORS, "VALIDATION_FAILED", STORE_ERRORS),
     },
   }),
   async (c) => {
@@ -219,7 +219,7 @@ workspaceRoutes.openapi(
     request: { params: IdParam },
     responses: {
       200: json(z.object({ workspace: WorkspaceSchema }), "The workspace."),
-      ...errorResponses(401, 403, 404, 500),
+      ...errorResponses(AUTH_ERRORS, "WORKSPACE_NOT_FOUND", STORE_ERRORS),
     },
   }),
   async (c) => {
@@ -243,7 +243,12 @@ workspaceRoutes.openapi(
         z.object({ workspace: WorkspaceSchema }),
         "Removing: termination failed transiently; the sweep finishes it.",
       ),
-      ...errorResponses(401, 403, 404, 500),
+      ...errorResponses(
+        AUTH_ERRORS,
+        "WORKSPACE_NOT_FOUND",
+        "WORKSPACE_STATE_CONFLICT",
+        STORE_ERRORS,
+      ),
     },
   }),
   async (c) => {
@@ -278,7 +283,7 @@ workspaceRoutes.openapi(
         z.object({ events: z.array(EventSchema), nextCursor: z.string().nullable() }),
         "A page of events.",
       ),
-      ...errorResponses(400, 401, 403, 404, 500),
+      ...errorResponses(AUTH_ERRORS, "VALIDATION_FAILED", "WORKSPACE_NOT_FOUND", STORE_ERRORS),
     },
   }),
   async (c) => {
@@ -314,7 +319,7 @@ workspaceRoutes.openapi(
     request: { params: IdParam },
     responses: {
       201: json(z.object({ token: Token }), "The new token, shown once."),
-      ...errorResponses(401, 403, 404, 409, 500),
+      ...errorResponses(AUTH_ERRORS, "WORKSPACE_NOT_FOUND", "WORKSPACE_REMOVED", STORE_ERRORS),
     },
   }),
   async (c) => {
