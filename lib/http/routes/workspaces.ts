@@ -88,7 +88,11 @@ workspaceRoutes.openapi(
     responses: {
       201: json(
         z.object({ workspace: WorkspaceSchema, token: Token.optional() }),
-        "Created. External workspaces carry their token.",
+        "Created; the workspace says what became of its launch: `provisioning` with its " +
+          "instance, `provisioning` with instanceId null (the launch failed transiently: the " +
+          "sweep re-drives it), `failed` (EC2 refused the launch; lastError says why), or " +
+          "`removing`/`removed` (a DELETE won meanwhile; no instance is left running). External " +
+          "workspaces carry their token.",
       ),
       200: json(z.object({ workspace: WorkspaceSchema }), "Replayed by Idempotency-Key."),
       ...errorResponses(AUTH_ERRORS, BODY_ERRORS, "IDEMPOTENCY_KEY_REUSED", STORE_ERRORS),
@@ -238,17 +242,15 @@ workspaceRoutes.openapi(
     security,
     request: { params: IdParam },
     responses: {
-      200: json(z.object({ workspace: WorkspaceSchema }), "Removed."),
+      200: json(
+        z.object({ workspace: WorkspaceSchema }),
+        "Removed: its instance terminated (or gone), its tokens revoked.",
+      ),
       202: json(
         z.object({ workspace: WorkspaceSchema }),
         "Removing: termination failed transiently; the sweep finishes it.",
       ),
-      ...errorResponses(
-        AUTH_ERRORS,
-        "WORKSPACE_NOT_FOUND",
-        "WORKSPACE_STATE_CONFLICT",
-        STORE_ERRORS,
-      ),
+      ...errorResponses(AUTH_ERRORS, "WORKSPACE_NOT_FOUND", STORE_ERRORS),
     },
   }),
   async (c) => {
