@@ -38,53 +38,43 @@ export function createApp(deps: Deps, opts: AppOptions = {}) {
 
   app.onError((err, c) => {
     const rid = c.get("requestId") ?? "unknown";
-    if (err instanceof ApiError) {
-      if (err.extra.retryAfterSeconds !== undefined) {
-        c.header("Retry-After", String(err.extra.retryAfterSeconds));
+    const render = (e: ApiError) => {
+      if (e.extra.retryAfterSeconds !== undefined) {
+        c.header("Retry-After", String(e.extra.retryAfterSeconds));
       }
-      return c.json(errorBody(err, rid), err.status);
-    }
+      return c.json(errorBody(e, rid), e.status);
+    };
+    if (err instanceof ApiError) return render(err);
     // zod-openapi answers a body not declared as JSON with its own 415; it is bad input like
     // any other, not an internal error.
     if (err instanceof HTTPException && err.status === 415) {
       const problem = { path: "content-type", message: "must be application/json" };
-      return c.json(
-        errorBody(
-          new ApiError("VALIDATION_FAILED", "The body must be JSON.", {
-            fields: [problem],
-            hint: "Send Content-Type: application/json.",
-          }),
-          rid,
-        ),
-        400,
+      return render(
+        new ApiError("VALIDATION_FAILED", "The body must be JSON.", {
+          fields: [problem],
+          hint: "Send Content-Type: application/json.",
+        }),
       );
     }
     // Hono throws its own HTTPException for malformed JSON bodies and the like.
     if (isMalformedBody(err)) {
-      return c.json(
-        errorBody(new ApiError("VALIDATION_FAILED", "The body is not valid JSON."), rid),
-        400,
-      );
+      return render(new ApiError("VALIDATION_FAILED", "The body is not valid JSON."));
     }
     // A database that cannot be reached (or is shutting down, or full) is the operator's outage,
     // not a bug: the client may retry. A statement the database refused stays INTERNAL.
     if (isDatabaseUnavailable(err)) {
       deps.log.warn("database unavailable", { requestId: rid, error: safeError(err) });
-      c.header("Retry-After", String(DATABASE_RETRY_AFTER_SECONDS));
-      return c.json(
-        errorBody(
-          new ApiError("DATABASE_UNAVAILABLE", "The database is not available right now.", {
-            hint: `Retry in ${DATABASE_RETRY_AFTER_SECONDS} seconds.`,
-          }),
-          rid,
-        ),
-        503,
+      return render(
+        new ApiError("DATABASE_UNAVAILABLE", "The database is not available right now.", {
+          hint: `Retry in ${DATABASE_RETRY_AFTER_SECONDS} seconds.`,
+          retryAfterSeconds: DATABASE_RETRY_AFTER_SECONDS,
+        }),
       );
     }
     // The error's safe description only: a failed query's message and properties carry its
     // parameters (env values, token hashes).
     deps.log.error("unhandled error", { requestId: rid, error: safeError(err) });
-    return c.json(errorBody(new ApiError("INTERNAL", "Internal error."), rid), 500);
+    return render(new ApiError("INTERNAL", "Internal error."));
   });
   app.notFound((c) =>
     c.json(
