@@ -111,6 +111,7 @@ const schema = z.object({
   REMOTE_STALE_AFTER_SECONDS: seconds(90),
   PROVISION_TIMEOUT_SECONDS: seconds(600),
   LAUNCH_GRACE_SECONDS: seconds(300),
+  DEGRADED_AFTER_SECONDS: seconds(300),
   SWEEP_INTERVAL_SECONDS: seconds(15),
   // Idle auto-stop defaults for workspaces that set none: 0 = never.
   IDLE_STOP_SECONDS: z.coerce.number().int().min(0).default(0),
@@ -161,6 +162,8 @@ export interface Config {
   remoteStaleAfterSeconds: number;
   provisionTimeoutSeconds: number;
   launchGraceSeconds: number;
+  /** EC2 running but SSM not `Online` for longer than this → `degraded` (sweep liveness). */
+  degradedAfterSeconds: number;
   sweepIntervalSeconds: number;
   idleStopSeconds: number;
   idleAction: "stop" | "hibernate";
@@ -235,6 +238,7 @@ export function loadConfig(env: Record<string, string | undefined>, mode: Mode):
     remoteStaleAfterSeconds: e.REMOTE_STALE_AFTER_SECONDS,
     provisionTimeoutSeconds: e.PROVISION_TIMEOUT_SECONDS,
     launchGraceSeconds: e.LAUNCH_GRACE_SECONDS,
+    degradedAfterSeconds: e.DEGRADED_AFTER_SECONDS,
     sweepIntervalSeconds: e.SWEEP_INTERVAL_SECONDS,
     idleStopSeconds: e.IDLE_STOP_SECONDS,
     idleAction: e.IDLE_ACTION,

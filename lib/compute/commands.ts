@@ -201,9 +201,12 @@ export async function findSentCommand(
   return best?.id ?? null;
 }
 
-/** What SSM says of one instance's agent; `NotRegistered` when SSM does not know it. */
+/**
+ * What SSM says of one instance's agent; `NotRegistered` when SSM does not know it. `lastPingAt`
+ * is SSM's LastPingDateTime: when the agent last pinged it.
+ */
 export type PingResult =
-  | { kind: "known"; status: string }
+  | { kind: "known"; status: string; lastPingAt?: Date }
   | { kind: "transient"; error: AwsProblem };
 
 // DescribeInstanceInformation: "Array Members: Minimum number of 1 item. Maximum number of 100
@@ -229,7 +232,7 @@ export async function pingStatuses(
     chunks.push(unique.slice(i, i + MAX_PING_IDS_PER_CALL));
   }
   await forEachBounded(chunks, 4, async (chunk) => {
-    const seen = new Map<string, string>();
+    const seen = new Map<string, { status: string; lastPingAt?: Date }>();
     try {
       let nextToken: string | undefined;
       do {
@@ -243,7 +246,10 @@ export async function pingStatuses(
         );
         for (const info of out.InstanceInformationList ?? []) {
           if (info.InstanceId && chunk.includes(info.InstanceId)) {
-            seen.set(info.InstanceId, info.PingStatus ?? "Unknown");
+            seen.set(info.InstanceId, {
+              status: info.PingStatus ?? "Unknown",
+              ...(info.LastPingDateTime && { lastPingAt: info.LastPingDateTime }),
+            });
           }
         }
         nextToken = out.NextToken || undefined;
@@ -254,7 +260,7 @@ export async function pingStatuses(
       return;
     }
     for (const id of chunk) {
-      results.set(id, { kind: "known", status: seen.get(id) ?? "NotRegistered" });
+      results.set(id, { kind: "known", ...(seen.get(id) ?? { status: "NotRegistered" }) });
     }
   });
   return results;

@@ -178,24 +178,32 @@ export async function terminateInstance(
     );
     return { kind: "terminated" };
   } catch (err) {
-    if (awsErrorCode(err) === "InvalidInstanceID.NotFound") {
-      const age = launchedAt
-        ? deps.clock.now().getTime() - launchedAt.getTime()
-        : Number.POSITIVE_INFINITY;
-      if (age >= deps.config.launchGraceSeconds * 1000) return { kind: "terminated" };
+    if (awsErrorCode(err) === "InvalidInstanceID.NotFound" && pastLaunchGrace(deps, launchedAt)) {
+      return { kind: "terminated" };
     }
     return { kind: "transient", error: describeAwsError(err) };
   }
 }
 
-/** The instance's console output (EC2 keeps the most recent 64 KB), decoded from base64. */
-export async function consoleOutput(
-  deps: Pick<Deps, "aws" | "deadline">,
-  instanceId: string,
-): Promise<
+export type ConsoleOutcome =
   | { kind: "ok"; output: string; timestamp: Date | null }
-  | { kind: "error"; transient: boolean; error: { code: string; message: string } }
-> {
+  /** EC2 no longer has the instance (purged after termination), and it is past its launch grace. */
+  | { kind: "gone"; error: AwsProblem }
+  | { kind: "error"; transient: boolean; error: AwsProblem };
+
+/**
+ * The instance's console output (EC2 keeps the most recent 64 KB), decoded from base64. A
+ * terminated instance still has its output for a while — EC2 posts it "shortly after … termination"
+ * and keeps it "at least one hour after the most recent post"
+ * (docs.aws.amazon.com/AWSEC2/latest/APIReference/API_GetConsoleOutput.html) — so only an id EC2
+ * answers `InvalidInstanceID.NotFound` for is `gone`, and only past the launch grace: inside it,
+ * EC2 may not list a fresh instance yet (eventual consistency), which is `transient`.
+ */
+export async function consoleOutput(
+  deps: Pick<Deps, "aws" | "config" | "clock" | "deadline">,
+  instanceId: string,
+  launchedAt: Date | null,
+): Promise<ConsoleOutcome> {
   try {
     const out = await deps.aws.ec2.send(
       new GetConsoleOutputCommand({ InstanceId: instanceId }),
@@ -207,6 +215,19 @@ export async function consoleOutput(
       timestamp: out.Timestamp ?? null,
     };
   } catch (err) {
+    if (awsErrorCode(err) === "InvalidInstanceID.NotFound") {
+      return pastLaunchGrace(deps, launchedAt)
+        ? { kind: "gone", error: describeAwsError(err) }
+        : { kind: "error", transient: true, error: describeAwsError(err) };
+    }
     return { kind: "error", transient: isTransientAwsError(err), error: describeAwsError(err) };
   }
+}
+
+/** Whether an instance launched at `launchedAt` (null: unknown, so no grace) is past its grace. */
+function pastLaunchGrace(deps: Pick<Deps, "config" | "clock">, launchedAt: Date | null): boolean {
+  const age = launchedAt
+    ? deps.clock.now().getTime() - launchedAt.getTime()
+    : Number.POSITIVE_INFINITY;
+  return age >= deps.config.launchGraceSeconds * 1000;
 }

@@ -2,11 +2,13 @@ import { createRoute, z } from "@hono/zod-openapi";
 import { Scalar } from "@scalar/hono-api-reference";
 import { HTTPException } from "hono/http-exception";
 import { requestId } from "hono/request-id";
+import { isDatabaseUnavailable } from "../db/errors.js";
 import type { Deps } from "../deps.js";
 import type { SourceRegistry } from "../plugins/sources.js";
+import { safeError } from "../redact.js";
 import { type AppEnv, newRouter } from "./context.js";
 import { requestDeadline } from "./deadline.js";
-import { ApiError, errorBody, errorResponses } from "./errors.js";
+import { ApiError, DATABASE_RETRY_AFTER_SECONDS, errorBody, errorResponses } from "./errors.js";
 import { accessLog, bodyLimit } from "./middleware.js";
 import { instanceRoutes } from "./routes/instances.js";
 import { lifecycleRoutes } from "./routes/lifecycle.js";
@@ -41,31 +43,43 @@ export function createApp(deps: Deps, opts: AppOptions = {}) {
 
   app.onError((err, c) => {
     const rid = c.get("requestId") ?? "unknown";
-    if (err instanceof ApiError) return c.json(errorBody(err, rid), err.status);
+    const render = (e: ApiError) => {
+      if (e.extra.retryAfterSeconds !== undefined) {
+        c.header("Retry-After", String(e.extra.retryAfterSeconds));
+      }
+      return c.json(errorBody(e, rid), e.status);
+    };
+    if (err instanceof ApiError) return render(err);
     // zod-openapi answers a body not declared as JSON with its own 415; it is bad input like
     // any other, not an internal error.
     if (err instanceof HTTPException && err.status === 415) {
       const problem = { path: "content-type", message: "must be application/json" };
-      return c.json(
-        errorBody(
-          new ApiError("VALIDATION_FAILED", "The body must be JSON.", {
-            fields: [problem],
-            hint: "Send Content-Type: application/json.",
-          }),
-          rid,
-        ),
-        400,
+      return render(
+        new ApiError("VALIDATION_FAILED", "The body must be JSON.", {
+          fields: [problem],
+          hint: "Send Content-Type: application/json.",
+        }),
       );
     }
     // Hono throws its own HTTPException for malformed JSON bodies and the like.
     if (isMalformedBody(err)) {
-      return c.json(
-        errorBody(new ApiError("VALIDATION_FAILED", "The body is not valid JSON."), rid),
-        400,
+      return render(new ApiError("VALIDATION_FAILED", "The body is not valid JSON."));
+    }
+    // A database that cannot be reached (or is shutting down, or full) is the operator's outage,
+    // not a bug: the client may retry. A statement the database refused stays INTERNAL.
+    if (isDatabaseUnavailable(err)) {
+      deps.log.warn("database unavailable", { requestId: rid, error: safeError(err) });
+      return render(
+        new ApiError("DATABASE_UNAVAILABLE", "The database is not available right now.", {
+          hint: `Retry in ${DATABASE_RETRY_AFTER_SECONDS} seconds.`,
+          retryAfterSeconds: DATABASE_RETRY_AFTER_SECONDS,
+        }),
       );
     }
-    deps.log.error("unhandled error", { requestId: rid, error: describe(err) });
-    return c.json(errorBody(new ApiError("INTERNAL", "Internal error."), rid), 500);
+    // The error's safe description only: a failed query's message and properties carry its
+    // parameters (env values, token hashes).
+    deps.log.error("unhandled error", { requestId: rid, error: safeError(err) });
+    return render(new ApiError("INTERNAL", "Internal error."));
   });
   app.notFound((c) =>
     c.json(
@@ -87,7 +101,7 @@ export function createApp(deps: Deps, opts: AppOptions = {}) {
             "application/json": { schema: z.object({ ok: z.literal(true), version: z.string() }) },
           },
         },
-        ...errorResponses(500),
+        ...errorResponses("INTERNAL"),
       },
     }),
     (c) => c.json({ ok: true as const, version: VERSION }, 200),
@@ -123,16 +137,4 @@ export type { AppEnv };
 
 function isMalformedBody(err: Error): boolean {
   return "status" in err && err.status === 400 && /json|body/i.test(err.message);
-}
-
-function describe(err: unknown): Record<string, unknown> {
-  if (err instanceof Error) {
-    return {
-      name: err.name,
-      message: err.message,
-      stack: err.stack,
-      cause: String(err.cause ?? ""),
-    };
-  }
-  return { value: String(err) };
 }

@@ -1,41 +1,51 @@
 import { z } from "@hono/zod-openapi";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { redactText } from "../redact.js";
 
-/** Every error code the API answers with. Adding one without a status breaks the build. */
-export type ErrorCode =
-  | "VALIDATION_FAILED"
-  | "UNAUTHORIZED"
-  | "FORBIDDEN"
-  | "NOT_FOUND"
-  | "WORKSPACE_NOT_FOUND"
-  | "WORKSPACE_REMOVED"
-  | "WORKSPACE_STATE_CONFLICT"
-  | "IDEMPOTENCY_KEY_REUSED"
-  | "EXTERNAL_RUNTIME"
-  | "PAYLOAD_TOO_LARGE"
-  | "INSTANCE_NOT_RUNNING"
-  | "INSTANCE_STATE_UNKNOWN"
-  | "INSTANCE_UNREACHABLE"
-  | "LAUNCH_FAILED"
-  | "UNKNOWN_SOURCE_SCHEME"
-  | "INVALID_PLUGIN_NAME"
-  | "UNPINNED_SOURCE"
-  | "PLUGIN_NOT_ALLOWED"
-  | "PLUGIN_NOT_FOUND"
-  | "PLUGIN_NOT_INSTALLED"
-  | "PLUGIN_BUSY"
-  | "WORKSPACE_STOPPED"
-  | "WAIT_TIMEOUT"
-  | "PLUGIN_NAME_MISMATCH"
-  | "SOURCE_FETCH_FAILED"
-  | "SOURCE_FETCH_TIMEOUT"
-  | "PLUGIN_TOO_LARGE"
-  | "INVALID_ARCHIVE"
-  | "INVALID_MANIFEST"
-  | "INTEGRITY_MISMATCH"
-  | "COMMAND_FAILED"
-  | "UPSTREAM_UNAVAILABLE"
-  | "INTERNAL";
+/**
+ * Every error code the API answers with: the `code` of every error body, and the enum each
+ * route's error responses list in the OpenAPI document. Adding one without a status breaks the
+ * build; one that no route declares fails test/unit/error-codes.test.ts.
+ */
+export const ERROR_CODES = [
+  "VALIDATION_FAILED",
+  "UNAUTHORIZED",
+  "FORBIDDEN",
+  "NOT_FOUND",
+  "WORKSPACE_NOT_FOUND",
+  "WORKSPACE_REMOVED",
+  "WORKSPACE_STATE_CONFLICT",
+  "IDEMPOTENCY_KEY_REUSED",
+  "EXTERNAL_RUNTIME",
+  "PAYLOAD_TOO_LARGE",
+  "INSTANCE_NOT_RUNNING",
+  "INSTANCE_STATE_UNKNOWN",
+  "INSTANCE_UNREACHABLE",
+  "INSTANCE_GONE",
+  "LAUNCH_FAILED",
+  "UNKNOWN_SOURCE_SCHEME",
+  "INVALID_PLUGIN_NAME",
+  "UNPINNED_SOURCE",
+  "PLUGIN_NOT_ALLOWED",
+  "PLUGIN_NOT_FOUND",
+  "PLUGIN_NOT_INSTALLED",
+  "PLUGIN_BUSY",
+  "WORKSPACE_STOPPED",
+  "WAIT_TIMEOUT",
+  "PLUGIN_NAME_MISMATCH",
+  "SOURCE_FETCH_FAILED",
+  "SOURCE_FETCH_TIMEOUT",
+  "PLUGIN_TOO_LARGE",
+  "INVALID_ARCHIVE",
+  "INVALID_MANIFEST",
+  "INTEGRITY_MISMATCH",
+  "COMMAND_FAILED",
+  "UPSTREAM_UNAVAILABLE",
+  "DATABASE_UNAVAILABLE",
+  "INTERNAL",
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
 
 export function codeToStatus(code: ErrorCode): ContentfulStatusCode {
   switch (code) {
@@ -56,6 +66,7 @@ export function codeToStatus(code: ErrorCode): ContentfulStatusCode {
       return 404;
     case "WORKSPACE_REMOVED":
     case "WORKSPACE_STATE_CONFLICT":
+    case "INSTANCE_GONE":
     case "IDEMPOTENCY_KEY_REUSED":
     case "PLUGIN_BUSY":
     case "WORKSPACE_STOPPED":
@@ -81,6 +92,7 @@ export function codeToStatus(code: ErrorCode): ContentfulStatusCode {
     case "INSTANCE_STATE_UNKNOWN":
     case "INSTANCE_UNREACHABLE":
     case "UPSTREAM_UNAVAILABLE":
+    case "DATABASE_UNAVAILABLE":
       return 503;
     case "SOURCE_FETCH_TIMEOUT":
       return 504;
@@ -89,6 +101,14 @@ export function codeToStatus(code: ErrorCode): ContentfulStatusCode {
       throw new Error(`no status for ${String(unreachable)}`);
     }
   }
+}
+
+/** What an error body may carry besides its code and message. */
+export interface ApiErrorExtra {
+  hint?: string;
+  fields?: { path: string; message: string }[];
+  /** Sent as `Retry-After` (seconds): when to try again is known. */
+  retryAfterSeconds?: number;
 }
 
 /**
@@ -100,7 +120,7 @@ export class ApiError extends Error {
   constructor(
     readonly code: ErrorCode,
     message: string,
-    readonly extra: { hint?: string; fields?: { path: string; message: string }[] } = {},
+    readonly extra: ApiErrorExtra = {},
   ) {
     super(message);
   }
@@ -109,31 +129,55 @@ export class ApiError extends Error {
   }
 }
 
-export const ErrorBody = z
-  .object({
+const errorObject = (code: z.ZodType<string>) =>
+  z.object({
     error: z.object({
-      code: z.string().openapi({ example: "WORKSPACE_NOT_FOUND" }),
+      code,
       message: z.string(),
       hint: z.string().optional(),
       fields: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
       requestId: z.string(),
     }),
-  })
-  .openapi("Error");
+  });
+
+export const ErrorBody = errorObject(z.enum(ERROR_CODES)).openapi("Error");
 
 export type ErrorBody = z.infer<typeof ErrorBody>;
 
+/**
+ * The one error body. Message and hint are scrubbed of the shapes secrets travel in (a URL's
+ * query or credentials, a bearer token) on top of the messages not quoting them: an error body
+ * must not hand a secret back, not even to the caller who sent it (it ends up in their logs).
+ */
 export function errorBody(err: ApiError, requestId: string): ErrorBody {
   return {
     error: {
       code: err.code,
-      message: err.message,
-      ...(err.extra.hint !== undefined && { hint: err.extra.hint }),
-      ...(err.extra.fields !== undefined && { fields: err.extra.fields }),
+      message: redactText(err.message),
+      ...(err.extra.hint !== undefined && { hint: redactText(err.extra.hint) }),
+      ...(err.extra.fields !== undefined && {
+        fields: err.extra.fields.map((f) => ({ path: f.path, message: redactText(f.message) })),
+      }),
       requestId,
     },
   };
 }
+
+/** Codes every authenticated route may answer: no or an unknown token, a token not taken here. */
+export const AUTH_ERRORS = ["UNAUTHORIZED", "FORBIDDEN"] as const satisfies readonly ErrorCode[];
+/** Codes every route that reads or writes the database may answer. */
+export const STORE_ERRORS = [
+  "DATABASE_UNAVAILABLE",
+  "INTERNAL",
+] as const satisfies readonly ErrorCode[];
+/** Codes every route that takes a JSON body may answer. */
+export const BODY_ERRORS = [
+  "VALIDATION_FAILED",
+  "PAYLOAD_TOO_LARGE",
+] as const satisfies readonly ErrorCode[];
+
+/** How long a client should wait after 503 DATABASE_UNAVAILABLE: one connection attempt's time. */
+export const DATABASE_RETRY_AFTER_SECONDS = 5;
 
 const descriptions: Partial<Record<number, string>> = {
   400: "Invalid input",
@@ -146,18 +190,38 @@ const descriptions: Partial<Record<number, string>> = {
   422: "Not applicable to this workspace",
   500: "Internal error",
   502: "Upstream failure",
-  503: "Instance or upstream not available",
+  503: "Instance, upstream or database not available",
   504: "Upstream timeout",
 };
 
-/** OpenAPI response entries for the given error statuses, all with the one error body. */
-export function errorResponses(...statuses: number[]) {
+/**
+ * OpenAPI response entries for the error codes a route can answer, grouped by their status; each
+ * status's body lists its codes as an enum, so a generated client knows every code per route.
+ */
+export function errorResponses(...codes: (ErrorCode | readonly ErrorCode[])[]) {
+  const byStatus = new Map<number, ErrorCode[]>();
+  for (const code of new Set(codes.flat())) {
+    const status = codeToStatus(code);
+    byStatus.set(status, [...(byStatus.get(status) ?? []), code]);
+  }
   return Object.fromEntries(
-    statuses.map((s) => [
-      s,
+    [...byStatus].map(([status, list]) => [
+      status,
       {
-        description: descriptions[s] ?? "Error",
-        content: { "application/json": { schema: ErrorBody } },
+        description: `${descriptions[status] ?? "Error"}: ${list.join(", ")}`,
+        ...(list.includes("DATABASE_UNAVAILABLE") && {
+          headers: {
+            "Retry-After": {
+              description: "Seconds to wait before trying again (DATABASE_UNAVAILABLE).",
+              schema: { type: "integer" as const },
+            },
+          },
+        }),
+        content: {
+          "application/json": {
+            schema: errorObject(z.enum(list as [ErrorCode, ...ErrorCode[]])),
+          },
+        },
       },
     ]),
   );

@@ -43,6 +43,9 @@ const settingsSpec = z
   .partial()
   .strict();
 
+/** `POST /_localcloud/instances/:id/agent`: lose the instance's SSM agent, or bring it back. */
+const agentSpec = z.object({ online: z.boolean() }).strict();
+
 const settingsOf = (opts: ResolvedOptions) => ({
   describeLagMs: opts.describeLagMs,
   hibernationFallback: opts.hibernationFallback,
@@ -85,6 +88,21 @@ const routes: Route[] = [
         return { status: 409, json: { error: `instance ${id} is ${inst.state}` } };
       }
       fleet.crash(id);
+      return ok(describe(fleet, id));
+    },
+  },
+  {
+    method: "POST",
+    pattern: /^\/instances\/([^/]+)\/agent$/,
+    handler: ({ fleet }, [id = ""], body) => {
+      const parsed = parseBody(agentSpec, body, "invalid agent state");
+      if (!parsed.ok) return parsed.response;
+      const inst = fleet.get(id);
+      if (!inst) return notFound(`instance ${id}`);
+      if (inst.state !== "running") {
+        return { status: 409, json: { error: `instance ${id} is ${inst.state}` } };
+      }
+      fleet.setAgentLost(id, !parsed.value.online);
       return ok(describe(fleet, id));
     },
   },
@@ -146,8 +164,8 @@ const routes: Route[] = [
 ];
 
 /**
- * The control API under `/_localcloud/`, for tests and demos: instance listing and crashes,
- * fault injection, call statistics, run-time settings and the resource catalogue. It sits
+ * The control API under `/_localcloud/`, for tests and demos: instance listing, crashes, agent
+ * loss, fault injection, call statistics, run-time settings and the resource catalogue. It sits
  * outside the AWS APIs, so nothing here is counted.
  */
 export function handleControl(

@@ -296,7 +296,8 @@ export class Fleet {
    * or began terminating after its agent registered; absent before the agent registers, while
    * stopped through StopInstances and after a start until the agent registers again ("If you
    * start the stopped instance again and the health check succeeds, it would show up", AWS in
-   * aws/amazon-ssm-agent#407).
+   * aws/amazon-ssm-agent#407). An agent lost through the control API while the machine runs is
+   * ConnectionLost with its last ping when it was lost.
    */
   registration(inst: InstanceRecord, now = Date.now()): Registration | undefined {
     if (inst.state === "terminated") return undefined;
@@ -304,6 +305,14 @@ export class Fleet {
     const agent = this.#agent(inst);
     if (onlineAt !== undefined) {
       if (now < onlineAt) return undefined;
+      // The machine runs, but its agent stopped reaching SSM (the control API's agent loss).
+      if (inst.agentLostAt !== undefined) {
+        return {
+          pingStatus: "ConnectionLost",
+          lastPingAt: Math.max(inst.agentLostAt, onlineAt),
+          registeredAt: agent?.registeredAt ?? onlineAt,
+        };
+      }
       return {
         pingStatus: "Online",
         lastPingAt: now,
@@ -333,6 +342,23 @@ export class Fleet {
   agentKnown(inst: InstanceRecord, now = Date.now()): boolean {
     const onlineAt = this.agentOnlineAt(inst);
     return this.#agent(inst) !== undefined || (onlineAt !== undefined && now >= onlineAt);
+  }
+
+  /**
+   * The control API's agent loss: the machine keeps running (EC2 says `running`) while its SSM
+   * agent no longer reaches SSM — PingStatus `ConnectionLost` with the last ping at this moment,
+   * and SendCommand refused with InvalidInstanceId, which SSM answers for an agent that is not
+   * running (docs.aws.amazon.com/systems-manager/latest/APIReference/API_SendCommand.html).
+   * How long real SSM keeps saying `Online` after the last ping is not published; here the change
+   * is at once. Commands already running are not interrupted. `lost: false` brings it back.
+   */
+  setAgentLost(id: string, lost: boolean): InstanceRecord | undefined {
+    const inst = this.get(id);
+    if (!inst) return undefined;
+    if (lost && inst.agentLostAt === undefined) inst.agentLostAt = Date.now();
+    if (!lost) delete inst.agentLostAt;
+    this.#afterChange([inst]);
+    return inst;
   }
 
   /** Current console text, including what a still-running user-data script printed so far. */

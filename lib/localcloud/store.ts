@@ -67,6 +67,11 @@ export interface InstanceRecord {
   runningSince?: number;
   /** When it last stopped running: crashed (stopped), began stopping or began shutting down. */
   downAt?: number;
+  /**
+   * When its SSM agent stopped reaching SSM while the machine kept running (the control API's
+   * agent loss: a dead agent, a removed instance profile, a blocked network); absent: it works.
+   */
+  agentLostAt?: number;
   terminatedAt?: number;
   console: string;
   /** `HibernationOptions.Configured` at launch; it cannot change afterwards. Absent: false. */

@@ -1,6 +1,7 @@
 import { eq } from "drizzle-orm";
 import { workspaces } from "../db/schema.js";
 import type { Deps } from "../deps.js";
+import { safeError } from "../redact.js";
 import { isUuid } from "../workspaces/queries.js";
 
 /**
@@ -33,7 +34,7 @@ export async function isExternalRuntime(
   } catch (err) {
     deps.log.warn("runtime lookup failed; external-runtime guard fails open", {
       workspaceId,
-      error: err instanceof Error ? err.message : String(err),
+      error: safeError(err),
     });
     return false;
   }

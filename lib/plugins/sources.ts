@@ -167,7 +167,8 @@ export const githubSource: SourceResolver = (rest, config) => {
   const ref = hash < 0 ? "" : rest.slice(hash + 1);
   const [owner = "", repo = "", ...extra] = path.split("/");
   if (extra.length > 0 || !OWNER.test(owner) || !REPO.test(repo) || repo === "." || repo === "..") {
-    return badGithub(`"${path.slice(0, 200)}" is not OWNER/REPO.`);
+    // The rejected text is not quoted back: it may hold credentials (`user:token@owner/repo`).
+    return badGithub("The path is not OWNER/REPO.");
   }
   if (ref === "") {
     if (!config.pluginAllowUnpinned) {
@@ -184,7 +185,7 @@ export const githubSource: SourceResolver = (rest, config) => {
     /^[-/]|\/$/.test(ref) ||
     ref.endsWith(".lock")
   ) {
-    return badGithub(`"${ref.slice(0, 200)}" is not a valid ref.`);
+    return badGithub("The ref is not a valid git ref (letters, digits, . _ / + -).");
   }
   const canonical = `github://${owner}/${repo}${ref === "" ? "" : `#${ref}`}`;
   const refPath = (ref === "" ? "HEAD" : ref).split("/").map(encodeURIComponent).join("/");

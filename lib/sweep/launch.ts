@@ -3,6 +3,7 @@ import { describeAwsError } from "../compute/errors.js";
 import { findByClientTokens, type TokenInstance } from "../compute/instances.js";
 import { clientTokenFor } from "../compute/launch.js";
 import { type WorkspaceRow, workspaces } from "../db/schema.js";
+import { safeError } from "../redact.js";
 import { launchWorkspace, recordInstance } from "../workspaces/launch.js";
 import { olderThan, workspaceBatches } from "./batches.js";
 import {
@@ -64,7 +65,10 @@ export async function sweepLaunch(ctx: PassContext): Promise<PassCounts> {
         }
       } catch (err) {
         counts.errors++;
-        ctx.deps.log.error("launch re-drive failed", { workspaceId: row.id, error: String(err) });
+        ctx.deps.log.error("launch re-drive failed", {
+          workspaceId: row.id,
+          error: safeError(err),
+        });
       }
     });
   }

@@ -1,6 +1,7 @@
 import { and, asc, eq, gt, inArray, or } from "drizzle-orm";
 import { workspacePlugins } from "../db/schema.js";
 import { driveOperation } from "../plugins/reconcile.js";
+import { safeError } from "../redact.js";
 import {
   forEachInBudget,
   hasTimeForBatch,
@@ -66,7 +67,7 @@ export async function sweepPlugins(ctx: PassContext): Promise<PassCounts> {
         ctx.deps.log.error("plugin operation failed to advance", {
           workspaceId: row.workspaceId,
           name: row.name,
-          error: String(err),
+          error: safeError(err),
         });
       }
     });

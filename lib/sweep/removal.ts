@@ -1,5 +1,6 @@
 import { eq } from "drizzle-orm";
 import { workspaces } from "../db/schema.js";
+import { safeError } from "../redact.js";
 import { finishRemoval } from "../workspaces/remove.js";
 import { workspaceBatches } from "./batches.js";
 import { forEachInBudget, type PassContext, type PassCounts, zeroCounts } from "./types.js";
@@ -16,7 +17,7 @@ export async function sweepRemoval(ctx: PassContext): Promise<PassCounts> {
         else counts.transient++;
       } catch (err) {
         counts.errors++;
-        ctx.deps.log.error("removal failed", { workspaceId: row.id, error: String(err) });
+        ctx.deps.log.error("removal failed", { workspaceId: row.id, error: safeError(err) });
       }
     });
   }

@@ -3,7 +3,7 @@ import { eq, sql } from "drizzle-orm";
 import { workspaces } from "../db/schema.js";
 import type { Deps } from "../deps.js";
 import { fromRaw, type WorkspaceRow } from "./model.js";
-import { instanceToken, type MintedToken, mintToken } from "./tokens.js";
+import { instanceToken, instanceTokenKey, type MintedToken, mintToken } from "./tokens.js";
 import { rowsOf } from "./transition.js";
 
 export interface CreateWorkspaceInput {
@@ -46,6 +46,9 @@ function requestHash(input: CreateWorkspaceInput): string {
  *
  * With an `Idempotency-Key`, concurrent duplicates race on the unique key: exactly one insert
  * wins and the others read the winner's row back.
+ *
+ * @throws InstanceTokenKeyError for an instance-backed workspace when the deployment has no key
+ *   to derive instance tokens from; nothing is written.
  */
 export async function createWorkspace(
   deps: Deps,
@@ -54,9 +57,11 @@ export async function createWorkspace(
   const external = input.runtime === "external";
   const id = crypto.randomUUID();
   const generation = external ? 0 : 1;
+  // Without a key this throws before anything is written: no workspace waits for a launch that
+  // could only carry a guessable token.
   const token = external
     ? mintToken()
-    : instanceToken(deps.config.adminToken ?? "", id, generation);
+    : instanceToken(instanceTokenKey(deps.config), id, generation);
   const hash = input.idempotencyKey === undefined ? null : requestHash(input);
   const status = external ? "awaiting_agent" : "provisioning";
 

@@ -1,12 +1,17 @@
 import { eq, sql } from "drizzle-orm";
 import { type AwsProblem, describeAwsError } from "../compute/errors.js";
 import { findByClientToken, type TokenInstance } from "../compute/instances.js";
-import { clientTokenFor, type LaunchOutcome, runInstance } from "../compute/launch.js";
+import {
+  clientTokenFor,
+  type LaunchOutcome,
+  runInstance,
+  terminateInstance,
+} from "../compute/launch.js";
 import { buildUserData, UserDataTooLargeError } from "../compute/user-data.js";
 import { workspaces } from "../db/schema.js";
 import type { Deps } from "../deps.js";
 import type { Actor, WorkspaceRow } from "./model.js";
-import { instanceToken, replaceTokens } from "./tokens.js";
+import { InstanceTokenKeyError, instanceToken, instanceTokenKey, replaceTokens } from "./tokens.js";
 import { rowsOf, transition } from "./transition.js";
 
 export type LaunchResult =
@@ -29,7 +34,9 @@ export type LaunchResult =
  *                 that this token launched and that still lives is adopted; otherwise the row
  *                 moves to a new generation (a new ClientToken) and launches again, with an event
  *                 saying why;
- * - rejected    → `failed` with `lastError` (a bad AMI, a bad profile: retrying cannot help).
+ * - rejected    → `failed` with `lastError` (a bad AMI, a bad profile: retrying cannot help);
+ * - no key      → (`ADMIN_TOKEN` unset: no instance token can be derived) nothing is launched; the
+ *                 row stays pending with the reason, as for a transient failure.
  *
  * Every write is conditional on the row still being `provisioning` at the same generation with
  * no instance, so a stale attempt (a restart moved the row on meanwhile) never touches it.
@@ -42,15 +49,7 @@ export async function launchWorkspace(
   const outcome = await attemptLaunch(deps, row);
   switch (outcome.kind) {
     case "launched":
-      return recordInstance(
-        deps,
-        row,
-        { instanceId: outcome.instanceId, launchedAt: null },
-        actor,
-        {
-          reason: `instance ${outcome.instanceId} launched`,
-        },
-      );
+      return recordLaunched(deps, row, outcome.instanceId, actor);
     case "token-spent":
       return afterSpentToken(deps, row, outcome.error, actor);
     case "transient": {
@@ -89,7 +88,7 @@ async function attemptLaunch(deps: Deps, row: WorkspaceRow): Promise<LaunchOutco
     };
   }
   try {
-    const token = instanceToken(deps.config.adminToken ?? "", row.id, row.generation);
+    const token = instanceToken(instanceTokenKey(deps.config), row.id, row.generation);
     const userData = buildUserData({
       workspaceId: row.id,
       platformUrl: deps.config.platformUrl ?? "",
@@ -105,6 +104,18 @@ async function attemptLaunch(deps: Deps, row: WorkspaceRow): Promise<LaunchOutco
       hibernation: row.hibernation,
     });
   } catch (err) {
+    if (err instanceof InstanceTokenKeyError) {
+      // Fails closed: nothing is launched, the row waits with the reason in its lastError, and
+      // the operator is told; once the key is configured the same launch goes ahead.
+      deps.log.error("launch refused: no instance-token key", {
+        workspaceId: row.id,
+        hint: "set ADMIN_TOKEN for this function",
+      });
+      return {
+        kind: "transient",
+        error: { code: "InstanceTokenKeyMissing", message: err.message },
+      };
+    }
     if (!(err instanceof UserDataTooLargeError)) throw err;
     return { kind: "rejected", error: { code: "UserDataTooLarge", message: err.message } };
   }
@@ -147,13 +158,7 @@ async function afterSpentToken(
   const relaunched = await attemptLaunch(deps, next);
   switch (relaunched.kind) {
     case "launched":
-      return recordInstance(
-        deps,
-        next,
-        { instanceId: relaunched.instanceId, launchedAt: null },
-        actor,
-        { reason: `instance ${relaunched.instanceId} launched` },
-      );
+      return recordLaunched(deps, next, relaunched.instanceId, actor);
     case "rejected":
     case "transient":
     case "token-spent": {
@@ -168,6 +173,43 @@ async function afterSpentToken(
       throw new Error(`unhandled launch outcome ${JSON.stringify(unreachable)}`);
     }
   }
+}
+
+/**
+ * Records the instance this attempt launched. When the row moved on meanwhile — a DELETE took it
+ * to removing (and, finding no instance, terminated nothing), or a restart moved it to a new
+ * generation — the instance belongs to no one and is terminated now rather than left running
+ * until the orphan pass sees it past the launch grace. A row that records this very instance (the
+ * sweep adopted it first) or another of its own generation is left alone.
+ */
+async function recordLaunched(
+  deps: Deps,
+  row: WorkspaceRow,
+  instanceId: string,
+  actor: Actor,
+): Promise<LaunchResult> {
+  const result = await recordInstance(deps, row, { instanceId, launchedAt: null }, actor, {
+    reason: `instance ${instanceId} launched`,
+  });
+  if (result.kind !== "superseded") return result;
+  const fresh = result.row;
+  const ownerless =
+    fresh.status === "removing" ||
+    fresh.status === "removed" ||
+    fresh.generation !== row.generation;
+  if (ownerless && fresh.instanceId !== instanceId) {
+    const terminated = await terminateInstance(deps, instanceId, deps.clock.now());
+    deps.log.info("launch superseded: terminated the instance it launched", {
+      workspaceId: row.id,
+      instanceId,
+      status: fresh.status,
+      ...(terminated.kind === "transient" && {
+        error: terminated.error,
+        left: "to the orphan pass",
+      }),
+    });
+  }
+  return result;
 }
 
 /**
@@ -225,6 +267,8 @@ export async function nextGeneration(
   actor: Actor,
   reason: string,
 ): Promise<WorkspaceRow | null> {
+  // Refuse before the move: a generation without its instance token would launch nothing.
+  const key = instanceTokenKey(deps.config);
   const [changed] = await transition(deps.db, {
     ids: [row.id],
     from: ["provisioning"],
@@ -240,7 +284,7 @@ export async function nextGeneration(
   const stored = await replaceTokens(
     deps.db,
     next.id,
-    instanceToken(deps.config.adminToken ?? "", next.id, next.generation),
+    instanceToken(key, next.id, next.generation),
     next.generation,
   );
   // A DELETE won the race: nothing to launch for.

@@ -8,12 +8,15 @@ import { isExternal } from "./model.js";
 import { getWorkspace } from "./queries.js";
 import { rowsOf, transition } from "./transition.js";
 
-/** Statuses an agent's registration brings online. */
+/**
+ * Statuses an agent's registration brings online. Not `degraded`: that says SSM cannot reach the
+ * instance's agent, which an HTTP registration does not disprove; the liveness pass clears it when
+ * SSM sees the agent again.
+ */
 const REGISTERABLE: readonly WorkspaceStatus[] = [
   "awaiting_agent",
   "provisioning",
   "offline",
-  "degraded",
   // A late agent is still an agent: provision timeout gave up on it, its arrival is good news.
   "failed",
 ];

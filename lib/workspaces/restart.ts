@@ -5,7 +5,7 @@ import { reapplyPlugins } from "../plugins/records.js";
 import { type LaunchResult, launchWorkspace } from "./launch.js";
 import type { WorkspaceRow } from "./model.js";
 import { getWorkspace } from "./queries.js";
-import { instanceToken, replaceTokens } from "./tokens.js";
+import { instanceToken, instanceTokenKey, replaceTokens } from "./tokens.js";
 import { transition } from "./transition.js";
 
 const RESTARTABLE: readonly WorkspaceStatus[] = [
@@ -26,8 +26,14 @@ export type RestartResult =
  * `POST /workspaces/:id/restart`: moves the row to a new generation without an instance (so the
  * old instance is no longer the workspace's — if terminating it fails now, the orphan pass
  * terminates it later and nothing leaks), terminates the old instance, launches the new one.
+ * The old instance is terminated even when a DELETE wins the race meanwhile: the removal found
+ * the row without an instance and terminated nothing.
+ *
+ * @throws InstanceTokenKeyError when the deployment has no key to derive the new instance's
+ *   token from; nothing is changed.
  */
 export async function restartWorkspace(deps: Deps, row: WorkspaceRow): Promise<RestartResult> {
+  const key = instanceTokenKey(deps.config);
   const [changed] = await transition(deps.db, {
     ids: [row.id],
     from: RESTARTABLE,
@@ -53,10 +59,9 @@ export async function restartWorkspace(deps: Deps, row: WorkspaceRow): Promise<R
   const stored = await replaceTokens(
     deps.db,
     next.id,
-    instanceToken(deps.config.adminToken ?? "", next.id, next.generation),
+    instanceToken(key, next.id, next.generation),
     next.generation,
   );
-  if (!stored) return { kind: "removed", row: (await getWorkspace(deps.db, next.id)) ?? next };
   if (row.instanceId) {
     const terminated = await terminateInstance(deps, row.instanceId, row.launchedAt);
     if (terminated.kind === "transient") {
@@ -67,5 +72,6 @@ export async function restartWorkspace(deps: Deps, row: WorkspaceRow): Promise<R
       });
     }
   }
+  if (!stored) return { kind: "removed", row: (await getWorkspace(deps.db, next.id)) ?? next };
   return launchWorkspace(deps, next, "api");
 }

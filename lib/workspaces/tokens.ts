@@ -25,12 +25,37 @@ export function mintToken(): MintedToken {
 }
 
 /**
+ * No key to derive instance tokens from (`ADMIN_TOKEN` is unset or empty). Derivation refuses
+ * rather than HMAC with an empty key: every instance token would then be computable by anyone
+ * who knows a workspace id, and an instance's token speaks for its workspace.
+ */
+export class InstanceTokenKeyError extends Error {
+  override name = "InstanceTokenKeyError";
+  constructor() {
+    super("no instance-token key: ADMIN_TOKEN is not set, so no instance can be launched");
+  }
+}
+
+/**
+ * The key instance tokens are derived from: the admin token (whoever holds it can already mint
+ * tokens for every workspace).
+ * @throws InstanceTokenKeyError when the deployment has none.
+ */
+export function instanceTokenKey(config: { adminToken: string | undefined }): string {
+  if (config.adminToken === undefined || config.adminToken === "") {
+    throw new InstanceTokenKeyError();
+  }
+  return config.adminToken;
+}
+
+/**
  * The token an instance of generation `generation` is launched with. It is derived, not random,
  * because a re-driven launch must send byte-identical user-data under the same ClientToken
  * (EC2 answers IdempotentParameterMismatch otherwise), and the raw token is never stored.
- * The key is the admin token: whoever holds it can already mint tokens for every workspace.
+ * @throws InstanceTokenKeyError for an empty key: it fails closed, never a guessable token.
  */
 export function instanceToken(key: string, workspaceId: string, generation: number): MintedToken {
+  if (key === "") throw new InstanceTokenKeyError();
   const mac = createHmac("sha256", key).update(`instance-token:${workspaceId}:${generation}`);
   return fromRaw(mac.digest("base64url"));
 }

@@ -1,5 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { hashToken, instanceToken, isAdminToken, mintToken } from "../../lib/workspaces/tokens.js";
+import {
+  hashToken,
+  InstanceTokenKeyError,
+  instanceToken,
+  instanceTokenKey,
+  isAdminToken,
+  mintToken,
+} from "../../lib/workspaces/tokens.js";
 
 describe("tokens", () => {
   it("mints 32 random bytes as base64url with its sha256 and 8-char prefix", () => {
@@ -22,6 +29,14 @@ describe("tokens", () => {
       instanceToken(k, id, 1).token,
     );
     expect(instanceToken(k, id, 1).token).toMatch(/^[A-Za-z0-9_-]{43}$/);
+  });
+
+  it("refuses to derive an instance token without a key: never an HMAC with an empty one", () => {
+    const id = "6f1c2b1e-0000-4000-8000-000000000001";
+    expect(() => instanceToken("", id, 1)).toThrow(InstanceTokenKeyError);
+    expect(() => instanceTokenKey({ adminToken: undefined })).toThrow(InstanceTokenKeyError);
+    expect(() => instanceTokenKey({ adminToken: "" })).toThrow(InstanceTokenKeyError);
+    expect(instanceTokenKey({ adminToken: "admin-key-0123456789" })).toBe("admin-key-0123456789");
   });
 
   it("compares the admin token exactly, whatever the lengths", () => {

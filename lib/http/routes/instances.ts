@@ -5,7 +5,7 @@ import { WORKSPACE_STATUSES } from "../../db/schema.js";
 import { isExternal, toApi, type WorkspaceRow, WorkspaceSchema } from "../../workspaces/model.js";
 import { restartWorkspace } from "../../workspaces/restart.js";
 import { newRouter } from "../context.js";
-import { ApiError, errorResponses } from "../errors.js";
+import { ApiError, AUTH_ERRORS, errorResponses, STORE_ERRORS } from "../errors.js";
 import { authenticate } from "../middleware.js";
 import { IdParam, security } from "../openapi.js";
 import { workspaceOr404 } from "./workspaces.js";
@@ -49,6 +49,22 @@ function assertInstanceBacked(row: WorkspaceRow, what: string): void {
   }
 }
 
+const removedWhileRestarting = () =>
+  new ApiError("WORKSPACE_REMOVED", "The workspace was removed while restarting.");
+
+const launchFailed = (cause: string) =>
+  new ApiError(
+    "LAUNCH_FAILED",
+    `EC2 refused to launch the new instance (${cause.split(":")[0]}); the workspace is failed.`,
+    { hint: "Its lastError (GET /workspaces/{id}) names the cause; fix it, then restart again." },
+  );
+
+const changedWhileRestarting = () =>
+  new ApiError(
+    "WORKSPACE_STATE_CONFLICT",
+    "The workspace changed while restarting; read it and try again.",
+  );
+
 export const instanceRoutes = newRouter();
 
 instanceRoutes.openapi(
@@ -73,7 +89,7 @@ instanceRoutes.openapi(
           },
         },
       },
-      ...errorResponses(401, 403, 404, 500),
+      ...errorResponses(AUTH_ERRORS, "WORKSPACE_NOT_FOUND", STORE_ERRORS),
     },
   }),
   async (c) => {
@@ -109,10 +125,20 @@ instanceRoutes.openapi(
     request: { params: IdParam },
     responses: {
       202: {
-        description: "Relaunching; the workspace is provisioning.",
+        description:
+          "Relaunching; the workspace is provisioning (with instanceId null when the launch " +
+          "failed transiently: the sweep re-drives it).",
         content: { "application/json": { schema: z.object({ workspace: WorkspaceSchema }) } },
       },
-      ...errorResponses(401, 403, 404, 409, 422, 500),
+      ...errorResponses(
+        AUTH_ERRORS,
+        "WORKSPACE_NOT_FOUND",
+        "WORKSPACE_REMOVED",
+        "WORKSPACE_STATE_CONFLICT",
+        "EXTERNAL_RUNTIME",
+        "LAUNCH_FAILED",
+        STORE_ERRORS,
+      ),
     },
   }),
   async (c) => {
@@ -123,16 +149,33 @@ instanceRoutes.openapi(
       throw new ApiError("WORKSPACE_REMOVED", "The workspace is removed.");
     }
     const result = await restartWorkspace(deps, row);
-    if (result.kind === "removed") {
-      throw new ApiError("WORKSPACE_REMOVED", "The workspace was removed while restarting.");
+    switch (result.kind) {
+      case "launched":
+      case "pending":
+        return c.json({ workspace: toApi(result.row, deps.config) }, 202);
+      case "failed":
+        throw launchFailed(result.error.code);
+      case "removed":
+        throw removedWhileRestarting();
+      case "superseded":
+        // Another writer moved the row on during the launch: a DELETE (the new instance, if any,
+        // is terminated by the launch), the sweep recording the same launch, or a second restart.
+        switch (result.row.status) {
+          case "removing":
+          case "removed":
+            throw removedWhileRestarting();
+          case "failed":
+            throw launchFailed(result.row.lastError ?? "unknown");
+          default:
+            return c.json({ workspace: toApi(result.row, deps.config) }, 202);
+        }
+      case "conflict":
+        throw changedWhileRestarting();
+      default: {
+        const unreachable: never = result;
+        throw new Error(`unhandled restart result ${JSON.stringify(unreachable)}`);
+      }
     }
-    if (result.kind === "conflict") {
-      throw new ApiError(
-        "WORKSPACE_STATE_CONFLICT",
-        "The workspace changed while restarting; read it and try again.",
-      );
-    }
-    return c.json({ workspace: toApi(result.row, deps.config) }, 202);
   },
 );
 
@@ -158,7 +201,15 @@ instanceRoutes.openapi(
           },
         },
       },
-      ...errorResponses(401, 403, 404, 409, 422, 500, 502, 503),
+      ...errorResponses(
+        AUTH_ERRORS,
+        "WORKSPACE_NOT_FOUND",
+        "WORKSPACE_STATE_CONFLICT",
+        "INSTANCE_GONE",
+        "EXTERNAL_RUNTIME",
+        "UPSTREAM_UNAVAILABLE",
+        STORE_ERRORS,
+      ),
     },
   }),
   async (c) => {
@@ -170,12 +221,39 @@ instanceRoutes.openapi(
         hint: "The launch is pending; the sweep re-drives it.",
       });
     }
-    const out = await consoleOutput(deps, row.instanceId);
-    if (out.kind === "error") {
-      throw new ApiError(
-        out.transient ? "UPSTREAM_UNAVAILABLE" : "COMMAND_FAILED",
-        `EC2 did not return the console output (${out.error.code}).`,
-      );
+    const out = await consoleOutput(deps, row.instanceId, row.launchedAt);
+    switch (out.kind) {
+      case "ok":
+        break;
+      case "gone":
+        throw new ApiError(
+          "INSTANCE_GONE",
+          `EC2 no longer has instance ${row.instanceId} (${out.error.code}); its console output went with it.`,
+          { hint: "POST /workspaces/{id}/restart launches a new instance." },
+        );
+      case "error":
+        if (out.transient) {
+          throw new ApiError(
+            "UPSTREAM_UNAVAILABLE",
+            `EC2 did not return the console output (${out.error.code}).`,
+            { hint: "This is usually transient; retry shortly." },
+          );
+        }
+        // A refused permission or a malformed stored id: this deployment's fault, not the
+        // caller's, and the operator must see it.
+        deps.log.error("console output refused", {
+          workspaceId: row.id,
+          instanceId: row.instanceId,
+          error: out.error,
+        });
+        throw new ApiError(
+          "INTERNAL",
+          `EC2 refused to return the console output (${out.error.code}).`,
+        );
+      default: {
+        const unreachable: never = out;
+        throw new Error(`unhandled console outcome ${JSON.stringify(unreachable)}`);
+      }
     }
     return c.json(
       {

@@ -12,7 +12,7 @@ import {
 import { isExternal, toApi, type WorkspaceRow, WorkspaceSchema } from "../../workspaces/model.js";
 import { getWorkspace } from "../../workspaces/queries.js";
 import { newRouter } from "../context.js";
-import { ApiError, errorResponses } from "../errors.js";
+import { ApiError, AUTH_ERRORS, BODY_ERRORS, errorResponses, STORE_ERRORS } from "../errors.js";
 import { authenticate } from "../middleware.js";
 import { IdParam, json, security } from "../openapi.js";
 import { IdleSettings, workspaceOr404 } from "./workspaces.js";
@@ -119,7 +119,15 @@ lifecycleRoutes.openapi(
     responses: {
       200: json(WorkspaceBody, "Already stopped."),
       202: json(WorkspaceBody, "Stopping."),
-      ...errorResponses(400, 401, 403, 404, 409, 422, 500),
+      ...errorResponses(
+        AUTH_ERRORS,
+        BODY_ERRORS,
+        "WORKSPACE_NOT_FOUND",
+        "WORKSPACE_REMOVED",
+        "WORKSPACE_STATE_CONFLICT",
+        "EXTERNAL_RUNTIME",
+        STORE_ERRORS,
+      ),
     },
   }),
   async (c) => {
@@ -149,7 +157,14 @@ lifecycleRoutes.openapi(
     responses: {
       200: json(WorkspaceBody, "Already online."),
       202: json(WorkspaceBody, "Starting."),
-      ...errorResponses(401, 403, 404, 409, 422, 500),
+      ...errorResponses(
+        AUTH_ERRORS,
+        "WORKSPACE_NOT_FOUND",
+        "WORKSPACE_REMOVED",
+        "WORKSPACE_STATE_CONFLICT",
+        "EXTERNAL_RUNTIME",
+        STORE_ERRORS,
+      ),
     },
   }),
   async (c) => {
@@ -180,7 +195,13 @@ lifecycleRoutes.openapi(
     },
     responses: {
       200: json(WorkspaceBody, "Updated."),
-      ...errorResponses(400, 401, 403, 404, 409, 500),
+      ...errorResponses(
+        AUTH_ERRORS,
+        BODY_ERRORS,
+        "WORKSPACE_NOT_FOUND",
+        "WORKSPACE_REMOVED",
+        STORE_ERRORS,
+      ),
     },
   }),
   async (c) => {
@@ -221,7 +242,7 @@ lifecycleRoutes.openapi(
     request: { params: IdParam },
     responses: {
       200: json(WorkspaceBody, "Recorded."),
-      ...errorResponses(401, 403, 404, 409, 500),
+      ...errorResponses(AUTH_ERRORS, "WORKSPACE_NOT_FOUND", "WORKSPACE_REMOVED", STORE_ERRORS),
     },
   }),
   async (c) => {
@@ -258,7 +279,13 @@ lifecycleRoutes.openapi(
     request: { params: IdParam, query: WaitQuery },
     responses: {
       200: json(WorkspaceBody, "Reached."),
-      ...errorResponses(400, 401, 403, 404, 408, 500),
+      ...errorResponses(
+        AUTH_ERRORS,
+        "VALIDATION_FAILED",
+        "WORKSPACE_NOT_FOUND",
+        "WAIT_TIMEOUT",
+        STORE_ERRORS,
+      ),
     },
   }),
   async (c) => {

@@ -12,6 +12,7 @@ import { listRegistry } from "../../plugins/registry.js";
 import {
   defaultSourceRegistry,
   type PluginSource,
+  type SourceParseFailure,
   type SourceRegistry,
 } from "../../plugins/sources.js";
 import type { StageFailure } from "../../plugins/staging.js";
@@ -21,7 +22,14 @@ import { startWorkspace } from "../../workspaces/lifecycle.js";
 import type { WorkspaceRow } from "../../workspaces/model.js";
 import { toApi, WorkspaceSchema } from "../../workspaces/model.js";
 import { newRouter } from "../context.js";
-import { ApiError, errorResponses } from "../errors.js";
+import {
+  ApiError,
+  AUTH_ERRORS,
+  BODY_ERRORS,
+  type ErrorCode,
+  errorResponses,
+  STORE_ERRORS,
+} from "../errors.js";
 import { assertOwnWorkspace, authenticate } from "../middleware.js";
 import { IdParam, json, security } from "../openapi.js";
 import { startAnswer } from "./lifecycle.js";
@@ -31,6 +39,33 @@ import { workspaceOr404 } from "./workspaces.js";
 const NameParams = IdParam.extend({
   name: z.string().openapi({ param: { name: "name", in: "path" }, example: "code-review" }),
 });
+
+// The codes a verb's failures map to, listed once for the routes' OpenAPI declarations. Built
+// from records over the failure types, so a failure code added there without being declared here
+// breaks the build.
+const codesOf = <C extends ErrorCode>(record: Record<C, true>) => Object.keys(record) as C[];
+const SOURCE_ERRORS = codesOf<SourceParseFailure["code"]>({
+  UNKNOWN_SOURCE_SCHEME: true,
+  INVALID_PLUGIN_NAME: true,
+  UNPINNED_SOURCE: true,
+  VALIDATION_FAILED: true,
+});
+const STAGE_ERRORS = codesOf<StageFailure["code"]>({
+  PLUGIN_NOT_FOUND: true,
+  SOURCE_FETCH_FAILED: true,
+  SOURCE_FETCH_TIMEOUT: true,
+  PLUGIN_TOO_LARGE: true,
+  INVALID_ARCHIVE: true,
+  INVALID_MANIFEST: true,
+  INTEGRITY_MISMATCH: true,
+  PLUGIN_NAME_MISMATCH: true,
+});
+// targetError, unreachableError and sendError.
+const TARGET_ERRORS = [
+  "INSTANCE_NOT_RUNNING",
+  "INSTANCE_STATE_UNKNOWN",
+  "INSTANCE_UNREACHABLE",
+] as const satisfies readonly ErrorCode[];
 
 const RegistryEntrySchema = z
   .object({
@@ -276,7 +311,7 @@ export function pluginRoutes(sources: SourceRegistry = defaultSourceRegistry()) 
       },
       responses: {
         200: json(z.object({ plugins: z.array(RegistryEntrySchema) }), "Registry plugins by name."),
-        ...errorResponses(400, 401, 403, 500),
+        ...errorResponses(AUTH_ERRORS, "VALIDATION_FAILED", STORE_ERRORS),
       },
     }),
     async (c) => {
@@ -296,7 +331,7 @@ export function pluginRoutes(sources: SourceRegistry = defaultSourceRegistry()) 
       middleware: admin,
       responses: {
         200: json(AllowlistSchema, "The allowlist, sorted."),
-        ...errorResponses(401, 403, 500),
+        ...errorResponses(AUTH_ERRORS, STORE_ERRORS),
       },
     }),
     async (c) => c.json({ names: await getAllowlist(c.get("deps").db) }, 200),
@@ -315,7 +350,7 @@ export function pluginRoutes(sources: SourceRegistry = defaultSourceRegistry()) 
       },
       responses: {
         200: json(AllowlistSchema, "The stored allowlist, sorted, without duplicates."),
-        ...errorResponses(400, 401, 403, 413, 500),
+        ...errorResponses(AUTH_ERRORS, BODY_ERRORS, "INVALID_PLUGIN_NAME", STORE_ERRORS),
       },
     }),
     async (c) => {
@@ -343,7 +378,7 @@ export function pluginRoutes(sources: SourceRegistry = defaultSourceRegistry()) 
       request: { params: IdParam },
       responses: {
         200: json(z.object({ plugins: z.array(WorkspacePluginSchema) }), "By name."),
-        ...errorResponses(401, 403, 404, 500),
+        ...errorResponses(AUTH_ERRORS, "WORKSPACE_NOT_FOUND", STORE_ERRORS),
       },
     }),
     async (c) => {
@@ -409,7 +444,23 @@ export function pluginRoutes(sources: SourceRegistry = defaultSourceRegistry()) 
           ]),
           "Still installing (GET /workspaces/{id}/plugins shows the outcome), or waking a stopped workspace (?wake=true).",
         ),
-        ...errorResponses(400, 401, 403, 404, 409, 413, 422, 500, 502, 503, 504),
+        ...errorResponses(
+          AUTH_ERRORS,
+          BODY_ERRORS,
+          "WORKSPACE_NOT_FOUND",
+          "WORKSPACE_REMOVED",
+          "EXTERNAL_RUNTIME",
+          SOURCE_ERRORS,
+          "PLUGIN_NOT_ALLOWED",
+          TARGET_ERRORS,
+          STAGE_ERRORS,
+          "PLUGIN_BUSY",
+          "WORKSPACE_STOPPED",
+          "WORKSPACE_STATE_CONFLICT",
+          "UPSTREAM_UNAVAILABLE",
+          "COMMAND_FAILED",
+          STORE_ERRORS,
+        ),
       },
     }),
     async (c) => {
@@ -513,7 +564,20 @@ export function pluginRoutes(sources: SourceRegistry = defaultSourceRegistry()) 
           ]),
           "Still uninstalling (GET /workspaces/{id}/plugins shows the outcome), or waking a stopped workspace (?wake=true).",
         ),
-        ...errorResponses(400, 401, 403, 404, 409, 422, 500, 502, 503),
+        ...errorResponses(
+          AUTH_ERRORS,
+          "INVALID_PLUGIN_NAME",
+          "WORKSPACE_NOT_FOUND",
+          "WORKSPACE_REMOVED",
+          "EXTERNAL_RUNTIME",
+          "PLUGIN_NOT_INSTALLED",
+          "PLUGIN_BUSY",
+          "WORKSPACE_STOPPED",
+          "WORKSPACE_STATE_CONFLICT",
+          TARGET_ERRORS,
+          "COMMAND_FAILED",
+          STORE_ERRORS,
+        ),
       },
     }),
     async (c) => {
@@ -606,7 +670,17 @@ export function pluginRoutes(sources: SourceRegistry = defaultSourceRegistry()) 
             Location: { description: "The presigned URL.", schema: { type: "string" as const } },
           },
         },
-        ...errorResponses(400, 401, 403, 404, 413, 422, 500, 502, 503, 504),
+        ...errorResponses(
+          AUTH_ERRORS,
+          "VALIDATION_FAILED",
+          "INVALID_PLUGIN_NAME",
+          "WORKSPACE_NOT_FOUND",
+          SOURCE_ERRORS,
+          "PLUGIN_NOT_ALLOWED",
+          STAGE_ERRORS,
+          "UPSTREAM_UNAVAILABLE",
+          STORE_ERRORS,
+        ),
       },
     }),
     async (c) => {

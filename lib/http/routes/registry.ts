@@ -2,7 +2,7 @@ import { createRoute, z } from "@hono/zod-openapi";
 import { WORKSPACE_STATUSES } from "../../db/schema.js";
 import { heartbeat, registerAgent } from "../../workspaces/registry.js";
 import { newRouter } from "../context.js";
-import { ApiError, errorResponses } from "../errors.js";
+import { ApiError, AUTH_ERRORS, errorResponses, STORE_ERRORS } from "../errors.js";
 import { authenticate } from "../middleware.js";
 import { security } from "../openapi.js";
 
@@ -45,7 +45,7 @@ for (const [path, summary, verb] of [
           description: "The workspace's status.",
           content: { "application/json": { schema: StatusBody } },
         },
-        ...errorResponses(400, 401, 403, 404, 500),
+        ...errorResponses(AUTH_ERRORS, "VALIDATION_FAILED", "WORKSPACE_NOT_FOUND", STORE_ERRORS),
       },
     }),
     async (c) => {

@@ -20,7 +20,7 @@ import {
 import { removeWorkspace } from "../../workspaces/remove.js";
 import { mintToken, replaceTokens } from "../../workspaces/tokens.js";
 import { newRouter } from "../context.js";
-import { ApiError, errorResponses } from "../errors.js";
+import { ApiError, AUTH_ERRORS, BODY_ERRORS, errorResponses, STORE_ERRORS } from "../errors.js";
 import { authenticate } from "../middleware.js";
 import { IdParam, json, security } from "../openapi.js";
 
@@ -106,10 +106,14 @@ workspaceRoutes.openapi(
     responses: {
       201: json(
         z.object({ workspace: WorkspaceSchema, token: Token.optional() }),
-        "Created. External workspaces carry their token.",
+        "Created; the workspace says what became of its launch: `provisioning` with its " +
+          "instance, `provisioning` with instanceId null (the launch failed transiently: the " +
+          "sweep re-drives it), `failed` (EC2 refused the launch; lastError says why), or " +
+          "`removing`/`removed` (a DELETE won meanwhile; no instance is left running). External " +
+          "workspaces carry their token.",
       ),
       200: json(z.object({ workspace: WorkspaceSchema }), "Replayed by Idempotency-Key."),
-      ...errorResponses(400, 401, 403, 409, 413, 500),
+      ...errorResponses(AUTH_ERRORS, BODY_ERRORS, "IDEMPOTENCY_KEY_REUSED", STORE_ERRORS),
     },
   }),
   async (c) => {
@@ -182,7 +186,7 @@ workspaceRoutes.openapi(
         z.object({ workspaces: z.array(WorkspaceSchema), nextCursor: z.string().nullable() }),
         "A page of workspaces.",
       ),
-      ...errorResponses(400, 401, 403, 500),
+      ...errorResponses(AUTH_ERRORS, "VALIDATION_FAILED", STORE_ERRORS),
     },
   }),
   async (c) => {
@@ -271,7 +275,7 @@ workspaceRoutes.openapi(
     request: { params: IdParam },
     responses: {
       200: json(z.object({ workspace: WorkspaceSchema }), "The workspace."),
-      ...errorResponses(401, 403, 404, 500),
+      ...errorResponses(AUTH_ERRORS, "WORKSPACE_NOT_FOUND", STORE_ERRORS),
     },
   }),
   async (c) => {
@@ -290,12 +294,15 @@ workspaceRoutes.openapi(
     security,
     request: { params: IdParam },
     responses: {
-      200: json(z.object({ workspace: WorkspaceSchema }), "Removed."),
+      200: json(
+        z.object({ workspace: WorkspaceSchema }),
+        "Removed: its instance terminated (or gone), its tokens revoked.",
+      ),
       202: json(
         z.object({ workspace: WorkspaceSchema }),
         "Removing: termination failed transiently; the sweep finishes it.",
       ),
-      ...errorResponses(401, 403, 404, 500),
+      ...errorResponses(AUTH_ERRORS, "WORKSPACE_NOT_FOUND", STORE_ERRORS),
     },
   }),
   async (c) => {
@@ -330,7 +337,7 @@ workspaceRoutes.openapi(
         z.object({ events: z.array(EventSchema), nextCursor: z.string().nullable() }),
         "A page of events.",
       ),
-      ...errorResponses(400, 401, 403, 404, 500),
+      ...errorResponses(AUTH_ERRORS, "VALIDATION_FAILED", "WORKSPACE_NOT_FOUND", STORE_ERRORS),
     },
   }),
   async (c) => {
@@ -366,7 +373,7 @@ workspaceRoutes.openapi(
     request: { params: IdParam },
     responses: {
       201: json(z.object({ token: Token }), "The new token, shown once."),
-      ...errorResponses(401, 403, 404, 409, 500),
+      ...errorResponses(AUTH_ERRORS, "WORKSPACE_NOT_FOUND", "WORKSPACE_REMOVED", STORE_ERRORS),
     },
   }),
   async (c) => {

@@ -74,6 +74,8 @@ export interface ComputeCloud {
   instances(): Promise<InstanceView[]>;
   instance(id: string): Promise<InstanceView>;
   crash(id: string): Promise<void>;
+  /** The instance keeps running while its SSM agent is lost (`online: false`) or back. */
+  setAgentOnline(id: string, online: boolean): Promise<void>;
   /** Launches `count` plain instances through the SDK (20 per RunInstances call at most). */
   launchMany(count: number): Promise<string[]>;
   close(): Promise<void>;
@@ -156,6 +158,9 @@ export async function startComputeCloud(
     instances: async () =>
       (await control<{ instances: InstanceView[] }>("GET", "/instances")).instances,
     instance: (id) => control<InstanceView>("GET", `/instances/${id}`),
+    setAgentOnline: async (id, online) => {
+      await control("POST", `/instances/${id}/agent`, { online });
+    },
     crash: async (id) => {
       await control("POST", `/instances/${id}/crash`);
     },

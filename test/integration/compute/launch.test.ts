@@ -258,7 +258,7 @@ describe("consoleOutput", () => {
 
     // Act
     const out = await waitFor(async () => {
-      const o = await consoleOutput(deps, id);
+      const o = await consoleOutput(deps, id, null);
       return o.kind === "ok" && o.output.includes("héllo from user data") ? o : undefined;
     });
 
@@ -270,8 +270,12 @@ describe("consoleOutput", () => {
   it("classifies failures: transient for a server fault, not transient for a malformed id", async () => {
     await c.fault({ service: "ec2", action: "GetConsoleOutput", error: "InternalError", times: 1 });
 
-    const faulted = await consoleOutput(c.deps({ env, maxAttempts: 1 }), unknownInstanceId(9));
-    const malformed = await consoleOutput(deps, "i-nope");
+    const faulted = await consoleOutput(
+      c.deps({ env, maxAttempts: 1 }),
+      unknownInstanceId(9),
+      null,
+    );
+    const malformed = await consoleOutput(deps, "i-nope", null);
 
     expect(faulted).toMatchObject({
       kind: "error",
@@ -282,6 +286,26 @@ describe("consoleOutput", () => {
       kind: "error",
       transient: false,
       error: { code: "InvalidInstanceID.Malformed" },
+    });
+  });
+
+  it("says gone for an id EC2 does not know past the launch grace, transient inside it", async () => {
+    // Prepare: an id of the right shape that EC2 never issued (as one purged after termination).
+    const id = unknownInstanceId(7);
+    const longAgo = new Date(Date.now() - 3_600_000);
+
+    // Act
+    const old = await consoleOutput(deps, id, longAgo);
+    const unknownAge = await consoleOutput(deps, id, null);
+    const fresh = await consoleOutput(deps, id, new Date());
+
+    // Assess
+    expect(old).toMatchObject({ kind: "gone", error: { code: "InvalidInstanceID.NotFound" } });
+    expect(unknownAge.kind).toBe("gone");
+    expect(fresh).toMatchObject({
+      kind: "error",
+      transient: true,
+      error: { code: "InvalidInstanceID.NotFound" },
     });
   });
 });
@@ -306,7 +330,7 @@ describe("user-data", () => {
     const id = await launched(spec({ workspaceId: ud.workspaceId, userData }));
     const dir = (await c.instance(id)).dir;
     const text = await waitFor(async () => {
-      const out = await consoleOutput(deps, id);
+      const out = await consoleOutput(deps, id, null);
       return out.kind === "ok" && out.output.includes("files prepared")
         ? readFile(join(dir, "workspace.env"), "utf8")
         : undefined;
@@ -385,7 +409,7 @@ describe("user-data", () => {
     const id = await launched(spec({ workspaceId: ud.workspaceId, userData: buildUserData(ud) }));
     const dir = (await c.instance(id)).dir;
     const text = await waitFor(async () => {
-      const out = await consoleOutput(deps, id);
+      const out = await consoleOutput(deps, id, null);
       return out.kind === "ok" && out.output.includes("files prepared")
         ? readFile(join(dir, "workspace.env"), "utf8")
         : undefined;

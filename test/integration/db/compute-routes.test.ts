@@ -1,3 +1,5 @@
+import { TerminateInstancesCommand } from "@aws-sdk/client-ec2";
+import { eq } from "drizzle-orm";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { workspaceEvents, workspaces } from "../../../lib/db/schema.js";
 import type { Workspace } from "../../../lib/workspaces/model.js";
@@ -6,6 +8,7 @@ import {
   type ComputeCloud,
   type InstanceView,
   startComputeCloud,
+  unknownInstanceId,
   waitFor,
 } from "../compute/cloud.js";
 
@@ -270,6 +273,46 @@ describe(`compute routes over ${dbKind()}`, () => {
       expect(["pending", "running"]).toContain(fresh.state);
     });
 
+    it("answers 502 LAUNCH_FAILED when EC2 refuses the new launch, the workspace failed", async () => {
+      // Prepare
+      const ws = await createLaunched();
+      await c.fault({ service: "ec2", action: "RunInstances", error: "InvalidAMIID.Malformed" });
+
+      // Act
+      const res = await t.admin("POST", `/workspaces/${ws.id}/restart`);
+
+      // Assess
+      expect(res.status).toBe(502);
+      const body = (await res.json()) as ErrorBody;
+      expect(body.error.code).toBe("LAUNCH_FAILED");
+      expect(body.error.message).toContain("InvalidAMIID.Malformed");
+      expect(await stored(ws.id)).toMatchObject({ status: "failed", instanceId: null });
+    });
+
+    it("answers 409 WORKSPACE_REMOVED when a DELETE wins during the launch, and leaves no instance running", async () => {
+      // Prepare: RunInstances answers slowly, so the DELETE lands while the restart waits for it.
+      const ws = await createLaunched();
+      const old = ws.instanceId ?? "";
+      await c.fault({ service: "ec2", action: "RunInstances", latencyMs: 1_500, times: 1 });
+      await c.resetStats();
+
+      // Act
+      const restart = t.admin("POST", `/workspaces/${ws.id}/restart`);
+      await waitFor(async () => ((await c.calls("ec2:RunInstances")) > 0 ? true : undefined));
+      const del = await t.admin("DELETE", `/workspaces/${ws.id}`);
+      const res = await restart;
+
+      // Assess: each answer says what happened, and no instance of the workspace keeps running.
+      expect(del.status).toBe(200);
+      expect(res.status).toBe(409);
+      expect(((await res.json()) as ErrorBody).error.code).toBe("WORKSPACE_REMOVED");
+      expect((await stored(ws.id)).status).toBe("removed");
+      const mine = await instancesOf(ws.id);
+      expect(mine.map((i) => i.id)).toContain(old);
+      expect(mine).toHaveLength(2);
+      for (const inst of mine) expect(["shutting-down", "terminated"]).toContain(inst.state);
+    });
+
     it("answers 422 EXTERNAL_RUNTIME for an external workspace", async () => {
       const { workspace } = await create({ runtime: "external" });
 
@@ -291,6 +334,27 @@ describe(`compute routes over ${dbKind()}`, () => {
       expect(["shutting-down", "terminated"]).toContain(
         (await c.instance(ws.instanceId ?? "")).state,
       );
+    });
+
+    it("racing a create's launch: the create answers 201 removed and its instance is terminated", async () => {
+      // Prepare
+      await c.fault({ service: "ec2", action: "RunInstances", latencyMs: 1_500, times: 1 });
+      await c.resetStats();
+
+      // Act: the DELETE lands while the create waits for RunInstances.
+      const creating = create();
+      await waitFor(async () => ((await c.calls("ec2:RunInstances")) > 0 ? true : undefined));
+      const [row] = await t.opened.db.select().from(workspaces);
+      const del = await t.admin("DELETE", `/workspaces/${row?.id}`);
+      const created = await creating;
+
+      // Assess
+      expect(del.status).toBe(200);
+      expect(created.status).toBe(201);
+      expect(created.workspace).toMatchObject({ id: row?.id, status: "removed", instanceId: null });
+      const mine = await instancesOf(row?.id ?? "");
+      expect(mine).toHaveLength(1);
+      expect(["shutting-down", "terminated"]).toContain(mine[0]?.state);
     });
 
     it("answers 202 removing when TerminateInstances fails transiently, and finishes on retry", async () => {
@@ -339,6 +403,55 @@ describe(`compute routes over ${dbKind()}`, () => {
       expect(body.output).toContain(`instance ${id} booted`);
       expect(body.output).toContain(`workspace ${ws.id}: files prepared`);
       expect(Number.isNaN(Date.parse(body.timestamp))).toBe(false);
+    });
+
+    it("answers 409 INSTANCE_GONE once EC2 no longer has the instance, past the launch grace", async () => {
+      // Prepare: the row names an instance EC2 does not know (purged after termination).
+      const ws = await createLaunched();
+      const gone = unknownInstanceId(0xdead);
+      await t.opened.db
+        .update(workspaces)
+        .set({ instanceId: gone, launchedAt: new Date(Date.now() - 3_600_000) })
+        .where(eq(workspaces.id, ws.id));
+
+      // Act
+      const res = await t.admin("GET", `/workspaces/${ws.id}/console`);
+
+      // Assess
+      expect(res.status).toBe(409);
+      const body = (await res.json()) as ErrorBody & { error: { hint?: string } };
+      expect(body.error.code).toBe("INSTANCE_GONE");
+      expect(body.error.message).toContain(gone);
+      expect(body.error.hint).toMatch(/restart/);
+    });
+
+    it("answers 503 UPSTREAM_UNAVAILABLE for an instance EC2 does not list yet, inside the grace", async () => {
+      const ws = await createLaunched();
+      await t.opened.db
+        .update(workspaces)
+        .set({ instanceId: unknownInstanceId(0xbeef), launchedAt: new Date() })
+        .where(eq(workspaces.id, ws.id));
+
+      const res = await t.admin("GET", `/workspaces/${ws.id}/console`);
+
+      expect(res.status).toBe(503);
+      expect(((await res.json()) as ErrorBody).error.code).toBe("UPSTREAM_UNAVAILABLE");
+    });
+
+    it("still answers a terminated instance's last console output", async () => {
+      // Prepare
+      const ws = await createLaunched();
+      const id = ws.instanceId ?? "";
+      await waitForState(id, ["running"]);
+      await c.clients().ec2.send(new TerminateInstancesCommand({ InstanceIds: [id] }));
+      await waitForState(id, ["terminated"]);
+
+      // Act
+      const res = await t.admin("GET", `/workspaces/${ws.id}/console`);
+
+      // Assess
+      expect(res.status).toBe(200);
+      expect(((await res.json()) as { output: string }).output).toContain(`instance ${id} booted`);
     });
 
     it("answers 422 EXTERNAL_RUNTIME for an external workspace", async () => {

@@ -351,3 +351,56 @@ describe("crash (control API)", () => {
     expect(res.status).toBe(404);
   });
 });
+
+describe("agent loss (control API)", () => {
+  it("keeps the instance running while SSM reports ConnectionLost and refuses commands; back Online after", async () => {
+    // Prepare
+    const id = await launchOnline(t);
+    const info = async () =>
+      (
+        await t.ssm.send(
+          new DescribeInstanceInformationCommand({
+            Filters: [{ Key: "InstanceIds", Values: [id] }],
+          }),
+        )
+      ).InstanceInformationList?.[0];
+    const before = Date.now();
+
+    // Act
+    const lost = await t.control<{ state: string; ssmPingStatus: string }>(
+      "POST",
+      `/instances/${id}/agent`,
+      { online: false },
+    );
+
+    // Assess: EC2 says running, SSM says the agent is gone since that moment.
+    expect(lost.status).toBe(200);
+    expect(lost.json).toMatchObject({ state: "running", ssmPingStatus: "ConnectionLost" });
+    const seen = await info();
+    expect(seen?.PingStatus).toBe("ConnectionLost");
+    const lastPing = seen?.LastPingDateTime?.getTime() ?? 0;
+    expect(lastPing).toBeGreaterThanOrEqual(before - 1_000);
+    expect(lastPing).toBeLessThanOrEqual(Date.now());
+    expect(await failure(send(id, ["true"]))).toMatchObject({ name: "InvalidInstanceId" });
+    const described = await t.ec2.send(new DescribeInstancesCommand({ InstanceIds: [id] }));
+    expect(described.Reservations?.[0]?.Instances?.[0]?.State?.Name).toBe("running");
+    // Later calls still report the last ping as when the agent was lost.
+    expect((await info())?.LastPingDateTime?.getTime()).toBe(lastPing);
+
+    // Act: the agent is back.
+    const back = await t.control("POST", `/instances/${id}/agent`, { online: true });
+
+    // Assess
+    expect(back.status).toBe(200);
+    expect((await info())?.PingStatus).toBe("Online");
+    const commandId = await send(id, ["echo back"]);
+    expect((await result(commandId, id)).Status).toBe("Success");
+  });
+
+  it("answers 409 for an instance that is not running and 400 for a bad body", async () => {
+    const id = await launchOnline(t);
+    expect((await t.control("POST", `/instances/${id}/agent`, { up: 1 })).status).toBe(400);
+    await t.control("POST", `/instances/${id}/crash`);
+    expect((await t.control("POST", `/instances/${id}/agent`, { online: false })).status).toBe(409);
+  });
+});
