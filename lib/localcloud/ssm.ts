@@ -189,6 +189,8 @@ function sendCommand({ fleet, runner }: SsmDeps, raw: unknown): unknown {
   const notReady = ids.filter((id) => {
     const inst = fleet.get(id);
     if (!inst || inst.state === "shutting-down" || inst.state === "terminated") return true;
+    // A running machine whose agent no longer reaches SSM: "the SSM Agent isn't running".
+    if (inst.state === "running" && inst.agentLostAt !== undefined) return true;
     return !fleet.agentKnown(inst);
   });
   if (notReady.length > 0) {

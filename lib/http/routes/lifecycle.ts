@@ -215,13 +215,18 @@ lifecycleRoutes.openapi(
         ],
       });
     }
+    const changes = {
+      ...(body.name !== undefined && { name: body.name }),
+      ...(body.idleStopSeconds !== undefined && { idleStopSeconds: body.idleStopSeconds }),
+      ...(body.idleAction !== undefined && { idleAction: body.idleAction }),
+    };
+    if (Object.keys(changes).length === 0) {
+      if (row.status === "removing" || row.status === "removed") throw removed();
+      return c.json({ workspace: toApi(row, deps.config) }, 200);
+    }
     const [updated] = await deps.db
       .update(workspaces)
-      .set({
-        ...(body.name !== undefined && { name: body.name }),
-        ...(body.idleStopSeconds !== undefined && { idleStopSeconds: body.idleStopSeconds }),
-        ...(body.idleAction !== undefined && { idleAction: body.idleAction }),
-      })
+      .set(changes)
       .where(
         sql`${workspaces.id} = ${row.id} and ${workspaces.status} not in ('removing', 'removed')`,
       )

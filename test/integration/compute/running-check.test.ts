@@ -81,7 +81,12 @@ describe("outcomes", () => {
     const check = await checkInstance(deps, id, ago(10));
 
     // Assess
-    expect(check).toEqual({ outcome: "stopped", instanceId: id, state: "stopped" });
+    expect(check).toEqual({
+      outcome: "stopped",
+      instanceId: id,
+      state: "stopped",
+      reason: "Server.InternalError",
+    });
   });
 
   it("reports shutting-down and then terminated instances as stopped", async () => {
@@ -95,8 +100,9 @@ describe("outcomes", () => {
     const gone = await checkInstance(deps, id, new Date());
 
     // Assess
-    expect(shuttingDown).toEqual({ outcome: "stopped", instanceId: id, state: "shutting-down" });
-    expect(gone).toEqual({ outcome: "stopped", instanceId: id, state: "terminated" });
+    expect(shuttingDown).toMatchObject({ outcome: "stopped", instanceId: id, state: "shutting-down" });
+    expect(gone).toMatchObject({ outcome: "stopped", instanceId: id, state: "terminated" });
+    expect(gone).toHaveProperty("reason", "Client.UserInitiatedShutdown");
   });
 
   it("reports an id EC2 does not list as stopped not-found past the launch grace", async () => {
