@@ -3,6 +3,7 @@ import { cpus, totalmem } from "node:os";
 import { benchApi } from "./api.js";
 import { benchColdStart } from "./coldstart.js";
 import { benchCommands } from "./commands.js";
+import { benchIdle } from "./idle.js";
 import { benchPluginInstall } from "./plugins.js";
 import { benchReadiness, type ReadinessFigures } from "./readiness.js";
 import { mergeSections } from "./report.js";
@@ -80,6 +81,25 @@ if (want("readiness")) {
         (r) =>
           `| ${r.n.toLocaleString("en")} | ${r.product.pingCalls} | ${r.product.describeCalls} | ${r.product.wallMs} | ${r.baseline?.pingCalls ?? r.n} | ${r.baseline?.wallMs ?? "—"} | ${ratio(r.baseline?.pingCalls ?? r.n, r.product.pingCalls)} |`,
       ),
+    ].join("\n"),
+  );
+}
+
+if (want("idle")) {
+  log("idle pass over 10,000 workspaces (1% idle)…");
+  const f = await benchIdle(10_000, 100);
+  sections.push(
+    [
+      "## Idle auto-stop (cost per run)",
+      "",
+      `${f.n.toLocaleString("en")} online instance-backed workspaces with idle auto-stop on; one idle pass (batches of 200).`,
+      "Finding the idle ones is one conditional statement per batch on the database clock (it marks",
+      "them `stopping` in the same statement); each idle workspace then costs one StopInstances.",
+      "",
+      "| run | DB round trips | AWS calls | StopInstances | wall ms |",
+      "|---|---|---|---|---|",
+      `| nothing idle | ${f.quiet.queries} | ${f.quiet.awsCalls} | 0 | ${f.quiet.wallMs} |`,
+      `| ${f.idle} idle (1%) | ${f.stopping.queries} | ${f.stopping.awsCalls} | ${f.stopping.stopCalls} | ${f.stopping.wallMs} |`,
     ].join("\n"),
   );
 }
@@ -183,7 +203,7 @@ const header = [
   `Measured ${new Date().toISOString().slice(0, 10)} on ${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}.`,
   "Each section's figures come from one run (the whole `npm run bench`, or that section alone);",
   "ratios compare figures of the same run. Sections not re-measured keep their earlier figures.",
-  "Reproduce: `npm ci && npm run bench` (sections: `npm run bench -- sweep readiness api commands coldstart plugins`).",
+  "Reproduce: `npm ci && npm run bench` (sections: `npm run bench -- sweep readiness idle api commands coldstart plugins`).",
 ].join("\n");
 
 // Sections measured now replace their namesakes; the others (and the soak's) stay as they were.
