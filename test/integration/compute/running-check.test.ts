@@ -100,7 +100,11 @@ describe("outcomes", () => {
     const gone = await checkInstance(deps, id, new Date());
 
     // Assess
-    expect(shuttingDown).toMatchObject({ outcome: "stopped", instanceId: id, state: "shutting-down" });
+    expect(shuttingDown).toMatchObject({
+      outcome: "stopped",
+      instanceId: id,
+      state: "shutting-down",
+    });
     expect(gone).toMatchObject({ outcome: "stopped", instanceId: id, state: "terminated" });
     expect(gone).toHaveProperty("reason", "Client.UserInitiatedShutdown");
   });
