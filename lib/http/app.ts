@@ -5,9 +5,10 @@ import { requestId } from "hono/request-id";
 import type { Deps } from "../deps.js";
 import type { SourceRegistry } from "../plugins/sources.js";
 import { type AppEnv, newRouter } from "./context.js";
-import { ApiError, errorBody, errorResponses } from "./errors.js";
 import { requestDeadline } from "./deadline.js";
+import { ApiError, errorBody, errorResponses } from "./errors.js";
 import { accessLog, bodyLimit } from "./middleware.js";
+import { commandRoutes } from "./routes/commands.js";
 import { instanceRoutes } from "./routes/instances.js";
 import { pluginRoutes } from "./routes/plugins.js";
 import { registryRoutes } from "./routes/registry.js";
@@ -96,6 +97,7 @@ export function createApp(deps: Deps, opts: AppOptions = {}) {
   app.route("/", pluginRoutes(opts.sources));
   app.route("/", workspaceRoutes);
   app.route("/", instanceRoutes);
+  app.route("/", commandRoutes);
   app.route("/", registryRoutes);
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {

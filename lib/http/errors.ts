@@ -32,6 +32,10 @@ export type ErrorCode =
   | "INVALID_MANIFEST"
   | "INTEGRITY_MISMATCH"
   | "COMMAND_FAILED"
+  | "COMMAND_NOT_FOUND"
+  | "COMMAND_RUNNING"
+  | "COMMAND_UNCONFIRMED"
+  | "COMMAND_OUTPUT_MISSING"
   | "UPSTREAM_UNAVAILABLE"
   | "INTERNAL";
 
@@ -51,11 +55,15 @@ export function codeToStatus(code: ErrorCode): ContentfulStatusCode {
     case "WORKSPACE_NOT_FOUND":
     case "PLUGIN_NOT_FOUND":
     case "PLUGIN_NOT_INSTALLED":
+    case "COMMAND_NOT_FOUND":
+    case "COMMAND_OUTPUT_MISSING":
       return 404;
     case "WORKSPACE_REMOVED":
     case "WORKSPACE_STATE_CONFLICT":
     case "IDEMPOTENCY_KEY_REUSED":
     case "PLUGIN_BUSY":
+    case "COMMAND_RUNNING":
+    case "COMMAND_UNCONFIRMED":
       return 409;
     case "PAYLOAD_TOO_LARGE":
     case "PLUGIN_TOO_LARGE":

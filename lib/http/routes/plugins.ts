@@ -15,13 +15,13 @@ import {
   type SourceRegistry,
 } from "../../plugins/sources.js";
 import type { StageFailure } from "../../plugins/staging.js";
-import type { CommandTarget } from "../../plugins/target.js";
 import { uninstallPlugin } from "../../plugins/uninstall.js";
 import type { WorkspaceRow } from "../../workspaces/model.js";
 import { newRouter } from "../context.js";
 import { ApiError, errorResponses } from "../errors.js";
 import { assertOwnWorkspace, authenticate } from "../middleware.js";
 import { IdParam, json, security } from "../openapi.js";
+import { sendError, targetError, unreachableError } from "../target-errors.js";
 import { workspaceOr404 } from "./workspaces.js";
 
 // Names are checked by hand, not by zod, so a bad one answers INVALID_PLUGIN_NAME (SPEC §11).
@@ -122,46 +122,6 @@ function parseSource(sources: SourceRegistry, raw: string, config: Config): Plug
 
 function stageError(failure: StageFailure): ApiError {
   return new ApiError(failure.code, failure.message);
-}
-
-function targetError(target: Exclude<CommandTarget, { kind: "running" }>): ApiError {
-  switch (target.kind) {
-    case "no-instance":
-      return new ApiError("INSTANCE_NOT_RUNNING", "The workspace has no instance yet.", {
-        hint: "Its launch is pending; the sweep re-drives it. Try again once it is online.",
-      });
-    case "stopped":
-      return new ApiError(
-        "INSTANCE_NOT_RUNNING",
-        `The workspace's instance ${target.instanceId} is not running (${target.state}).`,
-        { hint: "POST /workspaces/{id}/restart launches a new one." },
-      );
-    case "state-unknown":
-      return new ApiError(
-        "INSTANCE_STATE_UNKNOWN",
-        `Could not tell whether instance ${target.instanceId} is running: EC2 did not answer clearly (${target.error.code}). Nothing was changed.`,
-        { hint: "This is usually transient; retry shortly." },
-      );
-    default: {
-      const unreachable: never = target;
-      throw new Error(`unhandled target ${JSON.stringify(unreachable)}`);
-    }
-  }
-}
-
-function unreachableError(pingStatus: string): ApiError {
-  return new ApiError(
-    "INSTANCE_UNREACHABLE",
-    `The instance's SSM agent is not online (${pingStatus}); no command was sent.`,
-    { hint: "A freshly launched instance registers with SSM within a few minutes." },
-  );
-}
-
-function sendError(error: { code: string }): ApiError {
-  return new ApiError(
-    "INSTANCE_STATE_UNKNOWN",
-    `SSM did not accept the command (${error.code}); nothing was sent. Retry shortly.`,
-  );
 }
 
 function uploadError(
