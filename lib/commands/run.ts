@@ -11,6 +11,7 @@ import {
   claimCommand,
   endCommand,
   findByIdempotencyKey,
+  getCommand,
   noteSendUnknown,
   recordSent,
   type WorkspaceCommandRow,
@@ -183,7 +184,10 @@ export async function runWorkspaceCommand(deps: Deps, input: RunCommandInput): P
   );
 }
 
-/** A retried request with the same key: the command it started, waited on as asked now. */
+/**
+ * A retried request with the same key: the command it started, waited on as asked now. When
+ * the first request is still sending it (no SSM id yet), the wait first watches the record.
+ */
 async function replay(
   deps: Deps,
   row: WorkspaceCommandRow,
@@ -191,8 +195,17 @@ async function replay(
   waitSeconds: number,
 ): Promise<RunOutcome> {
   if (row.requestHash !== hash) return { kind: "key-reused" };
-  return answer(await awaitCommand(deps, row, waitSeconds));
+  const until = Date.now() + waitSeconds * 1000;
+  let current = row;
+  while (current.ssmCommandId === null && !isFinished(current.status) && Date.now() < until) {
+    await new Promise((r) => setTimeout(r, Math.min(RECORD_POLL_MS, until - Date.now())));
+    current = (await getCommand(deps.db, row.workspaceId, row.id)) ?? current;
+  }
+  return answer(await awaitCommand(deps, current, Math.max(0, (until - Date.now()) / 1000)));
 }
+
+// How often a replay looks at a record the first request is still sending.
+const RECORD_POLL_MS = 100;
 
 const answer = (s: Settled): RunOutcome =>
   isFinished(s.row.status) ? { kind: "finished", ...s } : { kind: "accepted", ...s };
