@@ -2,6 +2,7 @@ import { commandOutputKey, readInvocation } from "../compute/commands.js";
 import { describeAwsError, isTransientAwsError } from "../compute/errors.js";
 import { COMMAND_OUTPUT_PREFIX, presignGet, readStagedObject } from "../compute/staging-bucket.js";
 import type { Deps } from "../deps.js";
+import { unhandled } from "../unhandled.js";
 import type { WorkspaceCommandRow } from "./records.js";
 import { settleCommand } from "./settle.js";
 import { isFinished } from "./status.js";
@@ -77,9 +78,7 @@ export async function commandOutput(
     }
     case "failed":
       return read;
-    default: {
-      const unreachable: never = read;
-      throw new Error(`unhandled read ${JSON.stringify(unreachable)}`);
-    }
+    default:
+      return unhandled("read", read);
   }
 }

@@ -4,6 +4,7 @@ import { REQUEST_DEADLINE_SECONDS } from "../config.js";
 import { remainingMs } from "../deadline.js";
 import type { Deps } from "../deps.js";
 import { type CommandTarget, commandTarget, sendToTarget } from "../plugins/target.js";
+import { unhandled } from "../unhandled.js";
 import { isExternal, type WorkspaceRow } from "../workspaces/model.js";
 import { commandOutputLocation } from "./output.js";
 import { type CommandSpec, envEntries, scriptDigest } from "./program.js";
@@ -76,10 +77,8 @@ function precondition(workspace: WorkspaceRow): RunOutcome | null {
     case "failed":
       // The running check and SSM's ping decide.
       return null;
-    default: {
-      const unreachable: never = workspace.status;
-      throw new Error(`unhandled workspace status ${String(unreachable)}`);
-    }
+    default:
+      return unhandled("workspace status", workspace.status);
   }
 }
 
@@ -131,10 +130,8 @@ export async function runWorkspaceCommand(deps: Deps, input: RunCommandInput): P
     case "key-reused":
     case "moved-on":
       return claimed;
-    default: {
-      const unreachable: never = claimed;
-      throw new Error(`unhandled claim ${JSON.stringify(unreachable)}`);
-    }
+    default:
+      return unhandled("claim", claimed);
   }
   const row = claimed.row;
   const notSent = (error: string) =>
@@ -174,10 +171,8 @@ export async function runWorkspaceCommand(deps: Deps, input: RunCommandInput): P
         ...sent,
         row: await notSent(`not sent: SSM did not take the command (${sent.error.code})`),
       };
-    default: {
-      const unreachable: never = sent;
-      throw new Error(`unhandled send ${JSON.stringify(unreachable)}`);
-    }
+    default:
+      return unhandled("send", sent);
   }
   return answer(
     await awaitCommand(deps, { ...row, ssmCommandId: sent.commandId }, input.waitSeconds),

@@ -1,5 +1,6 @@
 import type { Invocation } from "../compute/commands.js";
 import type { CommandStatus } from "../db/schema.js";
+import { unhandled } from "../unhandled.js";
 
 export type { CommandStatus };
 
@@ -32,10 +33,8 @@ export function commandStatusOf(inv: Pick<Invocation, "status" | "statusDetails"
       return inv.statusDetails === "Delivery Timed Out" ? "undeliverable" : "timed_out";
     case "Failed":
       return inv.statusDetails === "Undeliverable" ? "undeliverable" : "failed";
-    default: {
-      const unreachable: never = inv.status;
-      throw new Error(`unhandled SSM status ${String(unreachable)}`);
-    }
+    default:
+      return unhandled("SSM status", inv.status);
   }
 }
 

@@ -49,3 +49,34 @@ export function sendError(error: { code: string }): ApiError {
     `SSM did not accept the command (${error.code}); nothing was sent. Retry shortly.`,
   );
 }
+
+/** Every way a command can fail to be sent: the running check's refusals and SSM's. */
+export type SendPathFailure =
+  | Exclude<CommandTarget, { kind: "running" }>
+  | { kind: "unreachable"; pingStatus: string }
+  | { kind: "send-failed"; error: { code: string } };
+
+const SEND_PATH_KINDS: ReadonlySet<string> = new Set<SendPathFailure["kind"]>([
+  "no-instance",
+  "stopped",
+  "state-unknown",
+  "unreachable",
+  "send-failed",
+]);
+
+/** Whether an outcome is one of the {@link SendPathFailure}s, which {@link sendPathError} maps. */
+export const isSendPathFailure = <T extends { kind: string }>(
+  outcome: T,
+): outcome is Extract<T, SendPathFailure> => SEND_PATH_KINDS.has(outcome.kind);
+
+/** The 503 of a command that was not sent, whichever step refused it. */
+export function sendPathError(failure: SendPathFailure): ApiError {
+  switch (failure.kind) {
+    case "unreachable":
+      return unreachableError(failure.pingStatus);
+    case "send-failed":
+      return sendError(failure.error);
+    default:
+      return targetError(failure);
+  }
+}

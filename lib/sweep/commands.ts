@@ -1,12 +1,14 @@
-import { driveCommand } from "../commands/reconcile.js";
+import { type CommandDrive, driveCommand } from "../commands/reconcile.js";
 import { unfinishedCommands } from "../commands/records.js";
-import {
-  forEachInBudget,
-  hasTimeForBatch,
-  type PassContext,
-  type PassCounts,
-  zeroCounts,
-} from "./types.js";
+import { driveInBatches, type PassContext, type PassCounts, type RowOutcome } from "./types.js";
+
+// A record ended or a lost send found is a change; `pending` is AWS not saying yet.
+const COUNTED: Record<CommandDrive, RowOutcome> = {
+  finished: "changed",
+  found: "changed",
+  pending: "transient",
+  skipped: "unchanged",
+};
 
 /**
  * Commands: records whose requests ended before their commands did — the API answered 202, the
@@ -14,28 +16,13 @@ import {
  * invocation's outcome ends the record, a lost send is found in SSM's history (or, never taken,
  * ends `undeliverable`). Nothing is ever sent from here. Still running: the next run.
  */
-export async function sweepCommands(ctx: PassContext): Promise<PassCounts> {
-  const counts = zeroCounts();
-  let afterSeq = 0;
-  while (hasTimeForBatch(ctx.budget)) {
-    const rows = await unfinishedCommands(ctx.deps.db, afterSeq, ctx.batchSize);
-    counts.checked += rows.length;
-    await forEachInBudget(ctx, rows, 4, async (row) => {
-      try {
-        const drove = await driveCommand(ctx.deps, row);
-        if (drove === "finished" || drove === "found") counts.changed++;
-        else if (drove === "pending") counts.transient++;
-      } catch (err) {
-        counts.errors++;
-        ctx.deps.log.error("command record failed to advance", {
-          workspaceId: row.workspaceId,
-          commandId: row.id,
-          error: String(err),
-        });
-      }
-    });
-    if (rows.length < ctx.batchSize) break;
-    afterSeq = rows.at(-1)?.seq ?? afterSeq;
-  }
-  return counts;
+export function sweepCommands(ctx: PassContext): Promise<PassCounts> {
+  return driveInBatches(ctx, {
+    start: 0,
+    fetch: (afterSeq, limit) => unfinishedCommands(ctx.deps.db, afterSeq, limit),
+    next: (row) => row.seq,
+    what: "command record",
+    ids: (row) => ({ workspaceId: row.workspaceId, commandId: row.id }),
+    drive: async (row) => COUNTED[await driveCommand(ctx.deps, row)],
+  });
 }

@@ -12,6 +12,7 @@ import { type RunOutcome, runWorkspaceCommand } from "../../commands/run.js";
 import { settleCommand } from "../../commands/settle.js";
 import { describeAwsError } from "../../compute/errors.js";
 import type { Db } from "../../db/client.js";
+import { unhandled } from "../../unhandled.js";
 import {
   CommandAccepted,
   CommandRecordSchema,
@@ -25,7 +26,7 @@ import { newRouter } from "../context.js";
 import { ApiError, errorResponses } from "../errors.js";
 import { authenticate } from "../middleware.js";
 import { IdParam, json, security } from "../openapi.js";
-import { sendError, targetError, unreachableError } from "../target-errors.js";
+import { isSendPathFailure, sendPathError } from "../target-errors.js";
 import { cursorFrom, PageQuery, refuseProtoEnvKey, workspaceOr404 } from "./workspaces.js";
 
 const CommandParams = IdParam.extend({
@@ -65,6 +66,7 @@ function programOf(body: RunCommandBody) {
 
 /** The one outcome → answer table of running a command. */
 function runAnswerOrError(outcome: RunOutcome) {
+  if (isSendPathFailure(outcome)) throw sendPathError(outcome);
   switch (outcome.kind) {
     case "finished":
       return { status: 200 as const, body: commandView(outcome) };
@@ -91,24 +93,14 @@ function runAnswerOrError(outcome: RunOutcome) {
         "IDEMPOTENCY_KEY_REUSED",
         "This Idempotency-Key was used for a different command on this workspace.",
       );
-    case "no-instance":
-    case "stopped":
-    case "state-unknown":
-      throw targetError(outcome);
-    case "unreachable":
-      throw unreachableError(outcome.pingStatus);
-    case "send-failed":
-      throw sendError(outcome.error);
     case "out-of-time":
       throw new ApiError(
         "UPSTREAM_UNAVAILABLE",
         "The request ran out of time before the command could be sent; nothing was sent.",
         { hint: "Retry shortly." },
       );
-    default: {
-      const unreachable: never = outcome;
-      throw new Error(`unhandled run outcome ${JSON.stringify(unreachable)}`);
-    }
+    default:
+      return unhandled("run outcome", outcome);
   }
 }
 
@@ -263,10 +255,8 @@ commandRoutes.openapi(
           `SSM did not take the cancel (${outcome.error.code}).`,
           { hint: "Retry shortly." },
         );
-      default: {
-        const unreachable: never = outcome;
-        throw new Error(`unhandled cancel outcome ${JSON.stringify(unreachable)}`);
-      }
+      default:
+        return unhandled("cancel outcome", outcome);
     }
   },
 );
@@ -336,10 +326,8 @@ commandRoutes.openapi(
           `Could not read the output from the staging bucket (${outcome.error.code}).`,
           outcome.transient ? { hint: "Retry shortly." } : {},
         );
-      default: {
-        const unreachable: never = outcome;
-        throw new Error(`unhandled output outcome ${JSON.stringify(unreachable)}`);
-      }
+      default:
+        return unhandled("output outcome", outcome);
     }
   },
 );

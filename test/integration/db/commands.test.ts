@@ -1,13 +1,18 @@
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { workspaceCommands } from "../../../lib/db/schema.js";
 import type { Deps, Log } from "../../../lib/deps.js";
 import { createApp } from "../../../lib/http/app.js";
 import { runSweep } from "../../../lib/sweep/run.js";
-import { ADMIN_TOKEN, createTestContext, dbKind, type TestContext } from "../../support/context.js";
-import { type ComputeCloud, startComputeCloud, waitFor } from "../compute/cloud.js";
+import { ADMIN_TOKEN, dbKind, type TestContext } from "../../support/context.js";
+import {
+  createPending,
+  createRunning as createRunning_,
+  useCloudSuite,
+} from "../../support/workspaces.js";
+import { type ComputeCloud, type FaultSpec, waitFor } from "../compute/cloud.js";
 
 // The commands API end to end: the routes over the database (PGlite and PostgreSQL), the local
 // cloud's EC2, SSM and S3 through the real SDK, each command run by /bin/sh in the instance's
@@ -19,31 +24,9 @@ let t: TestContext;
 // Small enough that 60,000 bytes of output answer 302, large enough for 30,000 inline.
 const INLINE_MAX = 50_000;
 
-beforeAll(async () => {
-  c = await startComputeCloud();
-  t = await createTestContext({
-    env: { DOWNLOAD_INLINE_MAX_BYTES: String(INLINE_MAX) },
-    aws: c.clients({ maxAttempts: 2 }),
-  });
+useCloudSuite({ env: { DOWNLOAD_INLINE_MAX_BYTES: String(INLINE_MAX) } }, (world) => {
+  ({ c, t } = world);
 });
-afterAll(async () => {
-  await t?.close();
-  await c?.close();
-});
-beforeEach(async () => {
-  await t.reset();
-  await c.resetStats();
-});
-afterEach(async () => {
-  await c.clearFaults();
-});
-
-interface Running {
-  id: string;
-  instanceId: string;
-  /** The instance's disk: where $WORKSPACE_ROOT points. */
-  dir: string;
-}
 
 interface Command {
   commandId: string;
@@ -64,15 +47,11 @@ interface ErrorBody {
   error: { code: string; message: string; hint?: string; fields?: { path: string }[] };
 }
 
-async function createRunning(): Promise<Running> {
-  const res = await t.admin("POST", "/workspaces", { name: "cmd-agent" });
-  const { workspace } = (await res.json()) as { workspace: { id: string; instanceId: string } };
-  const view = await waitFor(async () => {
-    const v = await c.instance(workspace.instanceId);
-    return v.state === "running" && v.ssmPingStatus === "Online" ? v : undefined;
-  });
-  return { id: workspace.id, instanceId: workspace.instanceId, dir: view.dir };
-}
+const createRunning = () => createRunning_(t, c, "cmd-agent");
+
+/** A fault on one call of one action, or `times` of them. */
+const fault = (service: FaultSpec["service"], action: string, error: string, times = 1) =>
+  c.fault({ service, action, error, times });
 
 const run = (id: string, body: unknown, headers: Record<string, string> = {}, app = t.app) =>
   app.request(`/workspaces/${id}/commands`, {
@@ -349,12 +328,7 @@ describe(`commands API over ${dbKind()}`, () => {
     it("a key whose command was never sent is free again: the retry sends", async () => {
       const ws = await createRunning();
       const key = { "idempotency-key": "unsent-1" };
-      await c.fault({
-        service: "ssm",
-        action: "SendCommand",
-        error: "InvalidInstanceId",
-        times: 1,
-      });
+      await fault("ssm", "SendCommand", "InvalidInstanceId");
 
       const [status, code] = await errorOf(await run(ws.id, appendOnce, key));
       const retry = await ran(ws.id, appendOnce, key);
@@ -404,22 +378,11 @@ describe(`commands API over ${dbKind()}`, () => {
     });
 
     it("no instance yet, or a stopped one → 503 INSTANCE_NOT_RUNNING; nothing recorded", async () => {
-      await c.fault({
-        service: "ec2",
-        action: "RunInstances",
-        error: "RequestLimitExceeded",
-        times: 10,
-      });
-      const pending = (await (
-        await t.admin("POST", "/workspaces", { name: "pending" })
-      ).json()) as {
-        workspace: { id: string };
-      };
-      await c.clearFaults();
+      const pending = await createPending(t, c);
       const ws = await createRunning();
       await c.crash(ws.instanceId);
 
-      const noInstance = await errorOf(await run(pending.workspace.id, { argv: ["true"] }));
+      const noInstance = await errorOf(await run(pending.id, { argv: ["true"] }));
       const stopped = await errorOf(await run(ws.id, { argv: ["true"] }));
 
       expect(noInstance.slice(0, 2)).toEqual([503, "INSTANCE_NOT_RUNNING"]);
@@ -430,12 +393,7 @@ describe(`commands API over ${dbKind()}`, () => {
 
     it("EC2 not answering clearly → 503 INSTANCE_STATE_UNKNOWN, never 'not running'", async () => {
       const ws = await createRunning();
-      await c.fault({
-        service: "ec2",
-        action: "DescribeInstances",
-        error: "InternalError",
-        times: 10,
-      });
+      await fault("ec2", "DescribeInstances", "InternalError", 10);
 
       const [status, code, error] = await errorOf(await run(ws.id, { argv: ["true"] }));
 
@@ -446,12 +404,7 @@ describe(`commands API over ${dbKind()}`, () => {
 
     it("an SSM agent that is not reachable → 503 INSTANCE_UNREACHABLE, recorded as never sent", async () => {
       const ws = await createRunning();
-      await c.fault({
-        service: "ssm",
-        action: "SendCommand",
-        error: "InvalidInstanceId",
-        times: 1,
-      });
+      await fault("ssm", "SendCommand", "InvalidInstanceId");
 
       const [status, code] = await errorOf(await run(ws.id, { argv: ["true"] }));
 
