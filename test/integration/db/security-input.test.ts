@@ -705,6 +705,9 @@ describe(`SPEC §11 bad input over ${dbKind()}`, () => {
   });
 
   describe("unknown and malformed workspace ids → 404, never 500", () => {
+    const VALID_BODIES: Record<string, unknown> = {
+      "POST /workspaces/{id}/commands": { argv: ["true"] },
+    };
     const ids = [
       randomUUID(),
       "00000000-0000-0000-0000-000000000000",
@@ -739,11 +742,16 @@ describe(`SPEC §11 bad input over ${dbKind()}`, () => {
         for (const id of ids) {
           const path = route.path
             .replace("{id}", encodeURIComponent(id))
-            .replace("{name}", "code-review");
+            .replace("{name}", "code-review")
+            .replace("{commandId}", randomUUID());
+          // A valid body: bad input is refused before the workspace is looked up.
+          const valid = VALID_BODIES[`${route.method} ${route.path}`] ?? {
+            source: "local://code-review",
+          };
           const body =
             route.op.requestBody === undefined
               ? {}
-              : { body: JSON.stringify({ source: "local://code-review" }), headers: json };
+              : { body: JSON.stringify(valid), headers: json };
           const got = await outcome(await request(route.method, path, body));
           if (got.status !== 404 || got.code !== "WORKSPACE_NOT_FOUND") {
             wrong.push(
