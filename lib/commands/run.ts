@@ -190,7 +190,8 @@ async function replay(
   waitSeconds: number,
 ): Promise<RunOutcome> {
   if (row.requestHash !== hash) return { kind: "key-reused" };
-  const until = Date.now() + waitSeconds * 1000;
+  // Never past the request's deadline less the answer's margin (awaitCommand cuts it too).
+  const until = Date.now() + Math.min(waitSeconds * 1000, remainingMs(deps.deadline) - 1_000);
   let current = row;
   while (current.ssmCommandId === null && !isFinished(current.status) && Date.now() < until) {
     await new Promise((r) => setTimeout(r, Math.min(RECORD_POLL_MS, until - Date.now())));
