@@ -1,8 +1,6 @@
 import { spawn } from "node:child_process";
-import { pingStatuses } from "../../lib/compute/commands.js";
 import { createApp } from "../../lib/http/app.js";
-import { ADMIN_TOKEN } from "../support/context.js";
-import { createWorld, median, round } from "./support.js";
+import { adminHeaders, createWorld, median, onlineWorkspace, round } from "./support.js";
 
 export interface CommandsApiFigures {
   runs: number;
@@ -35,23 +33,8 @@ function runDirectly(dir: string, seconds: string): Promise<number> {
 export async function benchCommandsApi(runs = 10, commandMs = 1000): Promise<CommandsApiFigures> {
   const world = await createWorld();
   const app = createApp(world.deps);
-  const admin = { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" };
   try {
-    const created = await app.request("/workspaces", {
-      method: "POST",
-      headers: admin,
-      body: JSON.stringify({ name: "bench" }),
-    });
-    const { workspace } = (await created.json()) as {
-      workspace: { id: string; instanceId: string };
-    };
-    for (let i = 0; i < 200; i++) {
-      const ping = (await pingStatuses(world.deps, [workspace.instanceId])).get(
-        workspace.instanceId,
-      );
-      if (ping?.kind === "known" && ping.status === "Online") break;
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    const workspace = await onlineWorkspace(world, app);
     const dir = String((await world.control(`/instances/${workspace.instanceId}`)).dir);
     const seconds = (commandMs / 1000).toFixed(3);
     const direct: number[] = [];
@@ -61,7 +44,7 @@ export async function benchCommandsApi(runs = 10, commandMs = 1000): Promise<Com
       const started = performance.now();
       const res = await app.request(`/workspaces/${workspace.id}/commands`, {
         method: "POST",
-        headers: admin,
+        headers: adminHeaders,
         body: JSON.stringify({ argv: ["sleep", seconds], waitSeconds: 10 }),
       });
       const body = (await res.json()) as { status?: string };
