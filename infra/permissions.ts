@@ -16,6 +16,9 @@ export const DEPLOYMENT_TAG_KEY = "wcp:deployment";
 /** The SSM document `lib/compute/commands.ts` sends. */
 export const RUN_SHELL_DOCUMENT = "AWS-RunShellScript";
 
+/** Where instances upload commands' output (COMMAND_OUTPUT_PREFIX in lib/compute/staging-bucket.ts). */
+export const COMMAND_OUTPUT_PREFIX = "commands/";
+
 /** The same shape as SST's `FunctionPermissionArgs`, generic in how a resource ARN is held. */
 export interface PermissionStatement<R = string> {
   actions: string[];
@@ -141,16 +144,13 @@ export function catalogueActions(): string[] {
   return [...new Set(permissionCatalogue(placeholder).flatMap((s) => s.actions))].sort();
 }
 
-/**
- * Actions `lib/` can send that no function is granted: `runCommand`'s CancelCommand (a command
- * run past its deadline) — no route runs one; plugin programs that outlast a request are left to
- * finish and read by the sweep, never cancelled.
- */
-export const UNGRANTED_LIB_ACTIONS: readonly string[] = ["ssm:CancelCommand"];
+/** Actions `lib/` can send that no function is granted: none. */
+export const UNGRANTED_LIB_ACTIONS: readonly string[] = [];
 
 /**
- * The API: launch, terminate, console, status, plugin install, uninstall and download all start
- * from a request. It never looks up lost commands in SSM's history (the sweep does).
+ * The API: launch, terminate, console, status, plugin install, uninstall and download, and the
+ * commands API (send, read, cancel, the output's ranged GET and presigned URL) all start from a
+ * request. It never looks up lost commands in SSM's history (the sweep does).
  */
 export const API_ACTIONS: readonly string[] = catalogueActions().filter(
   (a) => !UNGRANTED_LIB_ACTIONS.includes(a) && a !== "ssm:ListCommands",
@@ -181,6 +181,17 @@ export const SWEEP_ACTIONS: readonly string[] = [
   "ssm:ListCommands",
   "ssm:SendCommand",
 ];
+
+/**
+ * What the workspace instances' own role may do besides AmazonSSMManagedInstanceCore: the SSM
+ * agent uploads a command's output with the instance's credentials, so the role needs
+ * `s3:PutObject` where SendCommand's OutputS3KeyPrefix points — the `commands/` prefix of the
+ * staging bucket and nothing else (no read, no other prefix: plugin archives stay the API's).
+ * `commandOutputObjectsArn` is `arn:aws:s3:::<bucket>/commands/*`.
+ */
+export function instanceRoleStatements<R>(commandOutputObjectsArn: R): PermissionStatement<R>[] {
+  return [{ actions: ["s3:PutObject"], resources: [commandOutputObjectsArn] }];
+}
 
 /**
  * The catalogue's statements cut down to `actions`; statements left with no action are dropped.

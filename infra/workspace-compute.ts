@@ -1,7 +1,11 @@
+import { COMMAND_OUTPUT_PREFIX, instanceRoleStatements } from "./permissions.js";
+import { stagingBucket } from "./storage.js";
+
 /**
  * What workspace instances run with: an instance role that SSM can manage the instance through
- * (AmazonSSMManagedInstanceCore and nothing else: instances fetch plugins through presigned URLs
- * and need no S3 permission), its instance profile, and a security group without inbound rules.
+ * (AmazonSSMManagedInstanceCore) and that may put commands' output under the staging bucket's
+ * `commands/` prefix — nothing else of S3: instances fetch plugins through presigned URLs —, its
+ * instance profile, and a security group without inbound rules.
  *
  * Network: the account's default VPC and its default subnets (one per availability zone, public
  * IPs on launch). Instances need outbound HTTPS to the SSM endpoints, the image registry, S3 and
@@ -43,6 +47,19 @@ export const workspaceInstanceRole = new aws.iam.Role("WorkspaceInstanceRole", {
 new aws.iam.RolePolicyAttachment("WorkspaceInstanceSsmCore", {
   role: workspaceInstanceRole.name,
   policyArn: $interpolate`arn:${aws.getPartitionOutput().partition}:iam::aws:policy/AmazonSSMManagedInstanceCore`,
+});
+
+// The SSM agent uploads SendCommand's OutputS3BucketName/KeyPrefix output with the instance's
+// own credentials, so the instance profile's role needs the S3 permission, not the caller
+// (docs.aws.amazon.com/systems-manager/latest/userguide/setup-instance-permissions.html).
+new aws.iam.RolePolicy("WorkspaceInstanceCommandOutput", {
+  role: workspaceInstanceRole.name,
+  policy: $jsonStringify({
+    Version: "2012-10-17",
+    Statement: instanceRoleStatements(
+      $interpolate`${stagingBucket.arn}/${COMMAND_OUTPUT_PREFIX}*`,
+    ).map((s) => ({ Effect: "Allow", Action: s.actions, Resource: s.resources })),
+  }),
 });
 
 export const workspaceInstanceProfile = new aws.iam.InstanceProfile("WorkspaceInstanceProfile", {

@@ -78,6 +78,12 @@ export interface SendOptions {
   timeoutSeconds: number;
   /** Shown in the SSM console; at most 100 characters. */
   comment?: string;
+  /**
+   * Where the agent uploads the whole stdout and stderr (OutputS3BucketName/KeyPrefix): under
+   * `<keyPrefix>/<CommandId>/<instance>/awsrunShellScript/0.awsrunShellScript/` — see
+   * {@link commandOutputKey}. The instance uploads with its own role, not the caller's.
+   */
+  output?: { bucket: string; keyPrefix: string };
 }
 
 // How often a SendCommand that SSM certainly did not take is tried, and the backoff between:
@@ -116,6 +122,10 @@ export async function sendCommand(
     Parameters: { commands: [script.text], executionTimeout: [String(executionTimeout)] },
     TimeoutSeconds: Math.max(MIN_DELIVERY_SECONDS, executionTimeout),
     ...(opts.comment !== undefined && { Comment: opts.comment.slice(0, 100) }),
+    ...(opts.output !== undefined && {
+      OutputS3BucketName: opts.output.bucket,
+      OutputS3KeyPrefix: opts.output.keyPrefix,
+    }),
   });
   for (let attempt = 1; ; attempt++) {
     try {
@@ -266,15 +276,31 @@ export async function pingStatuses(
   return results;
 }
 
+/** One read of an invocation: its status while it runs, and its result once it has ended. */
+export interface Invocation {
+  status: CommandStatus;
+  statusDetails: string;
+  startedAt: Date | null;
+  finishedAt: Date | null;
+  /** Set once the status is terminal (Success, Failed, TimedOut, Cancelled). */
+  result: CommandResult | null;
+}
+
+// GetCommandInvocation's times are ISO 8601 strings, "" until they happen.
+const dateOf = (text: string | undefined) => {
+  const at = text ? Date.parse(text) : Number.NaN;
+  return Number.isNaN(at) ? null : new Date(at);
+};
+
 /**
- * Reads a command's result once. `null` while it runs — including right after SendCommand, when
- * GetCommandInvocation may answer InvocationDoesNotExist for a while (a known race).
+ * Reads an invocation once. `null` while SSM answers InvocationDoesNotExist — right after
+ * SendCommand that is a known race, so callers keep polling.
  */
-export async function readCommand(
+export async function readInvocation(
   deps: Pick<Deps, "aws" | "deadline">,
   commandId: string,
   instanceId: string,
-): Promise<CommandResult | null> {
+): Promise<Invocation | null> {
   let out: GetCommandInvocationCommandOutput;
   try {
     out = await deps.aws.ssm.send(
@@ -286,20 +312,59 @@ export async function readCommand(
     throw err;
   }
   const status = (out.Status ?? "Pending") as CommandStatus;
-  if (!TERMINAL.has(status)) return null;
+  const statusDetails = out.StatusDetails ?? status;
+  const times = {
+    startedAt: dateOf(out.ExecutionStartDateTime),
+    finishedAt: dateOf(out.ExecutionEndDateTime),
+  };
+  if (!TERMINAL.has(status)) return { status, statusDetails, ...times, result: null };
   const stdout = out.StandardOutputContent ?? "";
   const stderr = out.StandardErrorContent ?? "";
   const exitCode = out.ResponseCode ?? -1;
-  return {
+  const result: CommandResult = {
     ok: status === "Success" && exitCode === 0,
     status,
-    statusDetails: out.StatusDetails ?? status,
+    statusDetails,
     exitCode,
     stdout,
     stderr,
     truncated: stdout.endsWith(TRUNCATION_MARKER) || stderr.endsWith(TRUNCATION_MARKER),
     commandId,
   };
+  return { status, statusDetails, ...times, result };
+}
+
+/**
+ * Reads a command's result once. `null` while it runs — including right after SendCommand, when
+ * GetCommandInvocation may answer InvocationDoesNotExist for a while (a known race).
+ */
+export async function readCommand(
+  deps: Pick<Deps, "aws" | "deadline">,
+  commandId: string,
+  instanceId: string,
+): Promise<CommandResult | null> {
+  return (await readInvocation(deps, commandId, instanceId))?.result ?? null;
+}
+
+/**
+ * Where the agent puts one stream of a command sent with {@link SendOptions.output}: it joins
+ * the prefix, the CommandId and the instance id (amazon-ssm-agent agent/runcommand
+ * parseSendCommandMessage: `path.Join(OutputS3KeyPrefix, CommandID, Destination)`), then the
+ * plugin's name and step (`awsrunShellScript/0.awsrunShellScript`, the layout shown in
+ * docs.aws.amazon.com/systems-manager/latest/APIReference/API_CommandPlugin.html), then
+ * `stdout`/`stderr` (iohandler.DefaultOutputConfig). An empty stream is not uploaded at all
+ * (iomodule/fileS3.go uploads only when the file's size is above 0).
+ */
+export function commandOutputKey(
+  keyPrefix: string,
+  commandId: string,
+  instanceId: string,
+  stream: "stdout" | "stderr",
+): string {
+  return [keyPrefix, commandId, instanceId, "awsrunShellScript", "0.awsrunShellScript", stream]
+    .flatMap((part) => part.split("/"))
+    .filter((part) => part !== "")
+    .join("/");
 }
 
 export async function cancelCommand(
@@ -331,29 +396,41 @@ const FAST_PHASE_MS = 2_000;
 const MAX_POLL_MS = 2_000;
 
 /**
- * Polls until the command finishes or the deadline passes (then `null`). Errors other than the
- * invocation race are retried until the deadline: the SDK has already retried them, and a flaky
- * poll says nothing about the command.
+ * Polls until the command finishes or the deadline passes, and returns the last read: terminal
+ * (its `result` is set), still running, or `null` when SSM never showed the invocation. Errors
+ * other than the invocation race are retried until the deadline: the SDK has already retried
+ * them, and a flaky poll says nothing about the command.
  */
+export async function waitForInvocation(
+  deps: Pick<Deps, "aws" | "deadline">,
+  commandId: string,
+  instanceId: string,
+  deadline: number,
+): Promise<Invocation | null> {
+  const started = Date.now();
+  let delay = FAST_POLL_MS;
+  let last: Invocation | null = null;
+  for (;;) {
+    await sleep(Math.min(delay, Math.max(0, deadline - Date.now())));
+    try {
+      last = (await readInvocation(deps, commandId, instanceId)) ?? last;
+      if (last?.result) return last;
+    } catch {
+      // Keep polling until the deadline.
+    }
+    if (Date.now() >= deadline) return last;
+    if (Date.now() - started >= FAST_PHASE_MS) delay = Math.min(delay * 2, MAX_POLL_MS);
+  }
+}
+
+/** {@link waitForInvocation}'s result, or `null` when the command did not finish in time. */
 export async function waitForCommand(
   deps: Pick<Deps, "aws" | "deadline">,
   commandId: string,
   instanceId: string,
   deadline: number,
 ): Promise<CommandResult | null> {
-  const started = Date.now();
-  let delay = FAST_POLL_MS;
-  for (;;) {
-    await sleep(Math.min(delay, Math.max(0, deadline - Date.now())));
-    try {
-      const result = await readCommand(deps, commandId, instanceId);
-      if (result) return result;
-    } catch {
-      // Keep polling until the deadline.
-    }
-    if (Date.now() >= deadline) return null;
-    if (Date.now() - started >= FAST_PHASE_MS) delay = Math.min(delay * 2, MAX_POLL_MS);
-  }
+  return (await waitForInvocation(deps, commandId, instanceId, deadline))?.result ?? null;
 }
 
 /**

@@ -63,12 +63,15 @@ export class ScriptValueError extends Error {
   readonly where: ScriptValueLocation;
   /** The refused value itself, so a caller can name the offending field. */
   readonly value: unknown;
+  /** Why, without saying where or what: "contains NUL, …" — safe to show next to a field. */
+  readonly problem: string;
 
   constructor(reason: ScriptValueReason, where: ScriptValueLocation, value: unknown) {
     super(`Script ${describeLocation(where)} ${reasonText[reason]}`);
     this.reason = reason;
     this.where = where;
     this.value = value;
+    this.problem = reasonText[reason];
   }
 }
 

@@ -42,8 +42,25 @@ export interface PluginSnapshot {
   error: string | null;
 }
 
+/**
+ * What a command is, as the API reports it: SSM's statuses mapped to a small set
+ * (lib/commands/status.ts). `pending` until the agent starts it, `undeliverable` when it never
+ * reached the instance (nothing ran).
+ */
+export const COMMAND_STATUSES = [
+  "pending",
+  "running",
+  "succeeded",
+  "failed",
+  "timed_out",
+  "cancelled",
+  "undeliverable",
+] as const;
+export type CommandStatus = (typeof COMMAND_STATUSES)[number];
+
 export const workspaceStatus = pgEnum("workspace_status", WORKSPACE_STATUSES);
 export const pluginState = pgEnum("plugin_state", PLUGIN_STATES);
+export const commandStatus = pgEnum("command_status", COMMAND_STATUSES);
 
 const timestamps = {
   createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
@@ -174,6 +191,60 @@ export const workspaceEvents = pgTable(
   (t) => [index("workspace_events_workspace_seq_idx").on(t.workspaceId, t.seq)],
 );
 
+/**
+ * The audit trail of `POST /workspaces/:id/commands`: every command is recorded here before it
+ * is sent — who asked, what (argv, or a script's sha256 and size: its text is not kept), where
+ * (instance and generation), and how it ended. Env values are never stored, only their keys;
+ * the output lives in the staging bucket under `commands/`, with its lifecycle.
+ */
+export const workspaceCommands = pgTable(
+  "workspace_commands",
+  {
+    // The API's command id; also the claim a lost send is found by in SSM's history (its marker
+    // is in the SendCommand Comment), as a record is written once per command, never reused.
+    id: uuid("id").primaryKey().defaultRandom(),
+    // The list's order (newest first), as for events: a number, not a time.
+    seq: bigint("seq", { mode: "number" }).notNull().generatedAlwaysAsIdentity(),
+    workspaceId: uuid("workspace_id")
+      .notNull()
+      .references(() => workspaces.id, { onDelete: "cascade" }),
+    instanceId: text("instance_id").notNull(),
+    generation: integer("generation").notNull(),
+    // `admin`, or `token:<prefix>` for a workspace token.
+    requestedBy: text("requested_by").notNull(),
+    kind: text("kind").$type<"argv" | "script">().notNull(),
+    argv: jsonb("argv").$type<string[] | null>(),
+    scriptSha256: text("script_sha256"),
+    scriptBytes: integer("script_bytes"),
+    cwd: text("cwd"),
+    envKeys: jsonb("env_keys").$type<string[]>().notNull().default([]),
+    timeoutSeconds: integer("timeout_seconds").notNull(),
+    status: commandStatus("status").notNull().default("pending"),
+    exitCode: integer("exit_code"),
+    // SSM's CommandId once known; null while the send's answer is lost (the sweep looks).
+    ssmCommandId: text("ssm_command_id"),
+    error: text("error"),
+    // `Idempotency-Key` and a keyed hash of what was asked (no env value can be read back).
+    idempotencyKey: text("idempotency_key"),
+    requestHash: text("request_hash"),
+    requestedAt: timestamp("requested_at", { withTimezone: true }).notNull().defaultNow(),
+    startedAt: timestamp("started_at", { withTimezone: true }),
+    finishedAt: timestamp("finished_at", { withTimezone: true }),
+    updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    index("workspace_commands_workspace_seq_idx").on(t.workspaceId, t.seq),
+    // The sweep's commands pass reads the unfinished ones.
+    index("workspace_commands_status_idx").on(t.status, t.seq),
+    // Nulls are distinct: only requests that carry a key take part.
+    uniqueIndex("workspace_commands_idempotency_idx").on(t.workspaceId, t.idempotencyKey),
+    check(
+      "workspace_commands_kind_check",
+      sql`(${t.kind} = 'argv' and ${t.argv} is not null and ${t.scriptSha256} is null) or (${t.kind} = 'script' and ${t.argv} is null and ${t.scriptSha256} is not null)`,
+    ),
+  ],
+);
+
 export const pluginAllowlist = pgTable("plugin_allowlist", {
   name: text("name").primaryKey(),
 });
@@ -187,3 +258,4 @@ export const sweepLeases = pgTable("sweep_leases", {
 export type WorkspaceRow = typeof workspaces.$inferSelect;
 export type WorkspaceEventRow = typeof workspaceEvents.$inferSelect;
 export type WorkspacePluginRow = typeof workspacePlugins.$inferSelect;
+export type WorkspaceCommandRow = typeof workspaceCommands.$inferSelect;

@@ -10,6 +10,7 @@ import { type AppEnv, newRouter } from "./context.js";
 import { requestDeadline } from "./deadline.js";
 import { ApiError, DATABASE_RETRY_AFTER_SECONDS, errorBody, errorResponses } from "./errors.js";
 import { accessLog, bodyLimit } from "./middleware.js";
+import { commandRoutes } from "./routes/commands.js";
 import { instanceRoutes } from "./routes/instances.js";
 import { lifecycleRoutes } from "./routes/lifecycle.js";
 import { pluginRoutes } from "./routes/plugins.js";
@@ -112,6 +113,7 @@ export function createApp(deps: Deps, opts: AppOptions = {}) {
   app.route("/", workspaceRoutes);
   app.route("/", instanceRoutes);
   app.route("/", lifecycleRoutes);
+  app.route("/", commandRoutes);
   app.route("/", registryRoutes);
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {

@@ -40,6 +40,10 @@ export const ERROR_CODES = [
   "INVALID_MANIFEST",
   "INTEGRITY_MISMATCH",
   "COMMAND_FAILED",
+  "COMMAND_NOT_FOUND",
+  "COMMAND_RUNNING",
+  "COMMAND_UNCONFIRMED",
+  "COMMAND_OUTPUT_MISSING",
   "UPSTREAM_UNAVAILABLE",
   "DATABASE_UNAVAILABLE",
   "INTERNAL",
@@ -63,6 +67,8 @@ export function codeToStatus(code: ErrorCode): ContentfulStatusCode {
     case "WORKSPACE_NOT_FOUND":
     case "PLUGIN_NOT_FOUND":
     case "PLUGIN_NOT_INSTALLED":
+    case "COMMAND_NOT_FOUND":
+    case "COMMAND_OUTPUT_MISSING":
       return 404;
     case "WORKSPACE_REMOVED":
     case "WORKSPACE_STATE_CONFLICT":
@@ -70,6 +76,8 @@ export function codeToStatus(code: ErrorCode): ContentfulStatusCode {
     case "IDEMPOTENCY_KEY_REUSED":
     case "PLUGIN_BUSY":
     case "WORKSPACE_STOPPED":
+    case "COMMAND_RUNNING":
+    case "COMMAND_UNCONFIRMED":
       return 409;
     case "WAIT_TIMEOUT":
       return 408;
@@ -174,6 +182,13 @@ export const STORE_ERRORS = [
 export const BODY_ERRORS = [
   "VALIDATION_FAILED",
   "PAYLOAD_TOO_LARGE",
+] as const satisfies readonly ErrorCode[];
+
+/** Codes of a command sent to an instance: targetError, unreachableError and sendError. */
+export const TARGET_ERRORS = [
+  "INSTANCE_NOT_RUNNING",
+  "INSTANCE_STATE_UNKNOWN",
+  "INSTANCE_UNREACHABLE",
 ] as const satisfies readonly ErrorCode[];
 
 /** How long a client should wait after 503 DATABASE_UNAVAILABLE: one connection attempt's time. */

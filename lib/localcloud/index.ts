@@ -84,7 +84,7 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
   const loaded = file.state;
   const groups = new ProcessGroups();
   const fleet = new Fleet(loaded, opts, groups, file);
-  const runner = new CommandRunner(loaded, fleet, opts, groups, file);
+  const runner = new CommandRunner(loaded, fleet, opts, groups, file, objects);
   // What loading changed (interrupted scripts, expired history) becomes the new snapshot.
   file.compact();
   const cloud = new CloudServer({

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
-import { mkdirSync } from "node:fs";
-import { join } from "node:path";
+import { mkdirSync, statSync } from "node:fs";
+import { join, posix } from "node:path";
 import type { Fleet } from "./fleet.js";
 import type { ResolvedOptions } from "./options.js";
 import { type ProcessGroups, readHead, type ScriptExit, type ScriptRun } from "./processes.js";
@@ -40,6 +40,35 @@ export interface SendSpec {
   timeoutSeconds: number;
   executionTimeoutSeconds: number;
   script: string;
+  output?: { bucket: string; keyPrefix: string };
+}
+
+/** Where the agent uploads an invocation's output: the object store, as S3's PutObject would. */
+export interface OutputUploads {
+  putFile(bucket: string, key: string, file: string, contentType: string): Promise<void>;
+}
+
+/**
+ * The key of one uploaded stream: the agent joins OutputS3KeyPrefix, the CommandId and the
+ * instance id (amazon-ssm-agent agent/runcommand, parseSendCommandMessage: `path.Join(prefix,
+ * CommandID, Destination)`), then the plugin and its step, `awsrunShellScript/0.awsrunShellScript`
+ * (the layout of docs.aws.amazon.com/systems-manager/latest/APIReference/API_CommandPlugin.html),
+ * then `stdout` / `stderr` (iohandler.DefaultOutputConfig).
+ */
+export function outputKey(
+  output: { keyPrefix: string },
+  commandId: string,
+  instanceId: string,
+  stream: "stdout" | "stderr",
+): string {
+  return posix.join(
+    output.keyPrefix,
+    commandId,
+    instanceId,
+    "awsrunShellScript",
+    "0.awsrunShellScript",
+    stream,
+  );
 }
 
 type EndReason = "timeout" | "cancel" | "down";
@@ -84,6 +113,7 @@ export class CommandRunner {
     private readonly opts: ResolvedOptions,
     private readonly groups: ProcessGroups,
     private readonly changes: StateChanges,
+    private readonly uploads?: OutputUploads,
   ) {
     const now = Date.now();
     state.commands = state.commands.filter((c) => c.requestedAt > now - historyMs);
@@ -145,6 +175,7 @@ export class CommandRunner {
       requestedAt: now,
       timeoutSeconds: spec.timeoutSeconds,
       executionTimeoutSeconds: spec.executionTimeoutSeconds,
+      ...(spec.output && { output: spec.output }),
       invocations: spec.instanceIds.map((instanceId): InvocationRecord => {
         const base = { instanceId, responseCode: -1, stdout: "", stderr: "" };
         // "Delayed: The system attempted to send the command to the target, but the target
@@ -330,18 +361,24 @@ export class CommandRunner {
       .catch((err: unknown) => console.error("localcloud: command bookkeeping failed", err));
   }
 
-  #finish(
+  async #finish(
     cmd: CommandRecord,
     inv: InvocationRecord,
     exit: ScriptExit,
     stdoutPath: string,
     stderrPath: string,
-  ): void {
+  ): Promise<void> {
     if (this.#closed) return;
     const k = key(cmd.commandId, inv.instanceId);
     const live = this.#live.get(k);
     this.#live.delete(k);
     if (live) clearTimeout(live.timer);
+    // The agent uploads the whole streams before it reports the plugin's result, also after a
+    // timeout or a cancel, and never after the machine died under it.
+    if (cmd.output && live?.reason !== "down") {
+      await this.#upload(cmd.output, cmd.commandId, inv.instanceId, { stdoutPath, stderrPath });
+      if (this.#closed) return;
+    }
     // Four bytes per character at most: enough to know whether the limit was reached.
     const stdout = readHead(stdoutPath, maxStdoutChars * 4).text;
     let stderr = readHead(stderrPath, maxStderrChars * 4).text;
@@ -359,6 +396,34 @@ export class CommandRunner {
       inv.stderr = "";
     }
     this.changes.command(cmd);
+  }
+
+  /**
+   * Uploads the non-empty streams (iomodule/fileS3.go uploads only when the file's size is above
+   * 0). A failed upload is only logged by the agent, and the command's status is unaffected.
+   */
+  async #upload(
+    output: { bucket: string; keyPrefix: string },
+    commandId: string,
+    instanceId: string,
+    paths: { stdoutPath: string; stderrPath: string },
+  ): Promise<void> {
+    for (const [stream, path] of [
+      ["stdout", paths.stdoutPath],
+      ["stderr", paths.stderrPath],
+    ] as const) {
+      if (!this.uploads || (statSync(path, { throwIfNoEntry: false })?.size ?? 0) === 0) continue;
+      const objectKey = outputKey(output, commandId, instanceId, stream);
+      try {
+        // No type of its own: S3 records what it records for an upload that names none.
+        await this.uploads.putFile(output.bucket, objectKey, path, "binary/octet-stream");
+      } catch (err) {
+        const why = err instanceof Error ? err.message : String(err);
+        console.error(
+          `localcloud: the agent could not upload ${stream} to ${output.bucket}: ${why}`,
+        );
+      }
+    }
   }
 
   #instanceDown(instanceId: string): void {

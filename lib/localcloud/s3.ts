@@ -1,5 +1,6 @@
 import { createHash, randomUUID } from "node:crypto";
 import {
+  copyFile,
   type FileHandle,
   mkdir,
   open,
@@ -274,14 +275,32 @@ export class ObjectStore {
     }
   }
 
+  /**
+   * Stores a local file as an object of an existing bucket: how the local cloud's instances
+   * upload a command's output (the SSM agent's S3 upload with the instance's own credentials,
+   * which the local cloud does not model). Throws NoSuchBucket as S3 would answer the agent.
+   */
+  async putFile(bucket: string, key: string, file: string, contentType: string): Promise<void> {
+    validateBucket(bucket);
+    await this.#requireBucket(bucket);
+    const part = join(this.#root, bucket, `${randomUUID()}.part`);
+    await copyFile(file, part);
+    const data = await readFile(part);
+    await this.#publish(bucket, key, part, {
+      size: data.byteLength,
+      etag: `"${createHash("md5").update(data).digest("hex")}"`,
+      contentType,
+      lastModified: Date.now(),
+      metadata: {},
+      checksums: {},
+    });
+  }
+
   async #put(req: S3Request, auth: Authenticated): Promise<WireResponse> {
     const dir = join(this.#root, req.bucket);
     const checked = auth.via === "query" ? withQueryChecksums(req) : req.headers;
     const received = await receiveObject(req.body, checked, auth.payload, dir);
-    const dataFile = `${randomUUID()}.bin`;
-    const meta: ObjectMeta = {
-      key: req.key,
-      dataFile,
+    const meta: Omit<ObjectMeta, "key" | "dataFile"> = {
       size: received.size,
       etag: `"${received.md5.toString("hex")}"`,
       // S3 records binary/octet-stream when the upload names no type.
@@ -301,32 +320,44 @@ export class ObjectStore {
     if (disposition) meta.contentDisposition = disposition;
     if (encoding) meta.contentEncoding = encoding;
 
-    const metaTmp = join(dir, `${randomUUID()}.tmp`);
-    let previous: ObjectMeta | undefined;
-    try {
-      await rename(received.file, join(dir, dataFile));
-      await writeFile(metaTmp, JSON.stringify(meta));
-      // Publishing is one rename; the lock makes "which version did this one replace" exact, so
-      // every replaced data file is removed by exactly the writer that replaced it.
-      previous = await this.#locks.run(lockKey(req), async () => {
-        const current = await this.#readMeta(req.bucket, req.key);
-        await rename(metaTmp, this.#metaPath(req.bucket, req.key));
-        return current;
-      });
-    } catch (err) {
-      await rm(received.file, { force: true });
-      await rm(join(dir, dataFile), { force: true });
-      await rm(metaTmp, { force: true });
-      throw err;
-    }
-    // Readers that opened the old data file keep reading it: an open file outlives its name.
-    if (previous) await rm(join(dir, previous.dataFile), { force: true });
+    await this.#publish(req.bucket, req.key, received.file, meta);
     const headers: Record<string, string> = { etag: meta.etag };
     for (const [algorithm, value] of Object.entries(meta.checksums)) {
       headers[`x-amz-checksum-${algorithm}`] = value;
       headers["x-amz-checksum-type"] = "FULL_OBJECT";
     }
     return { status: 200, headers, body: "" };
+  }
+
+  /** Makes `file` (in the bucket's directory) the object's new version, whole or not at all. */
+  async #publish(
+    bucket: string,
+    key: string,
+    file: string,
+    facts: Omit<ObjectMeta, "key" | "dataFile">,
+  ): Promise<void> {
+    const dir = join(this.#root, bucket);
+    const meta: ObjectMeta = { ...facts, key, dataFile: `${randomUUID()}.bin` };
+    const metaTmp = join(dir, `${randomUUID()}.tmp`);
+    let previous: ObjectMeta | undefined;
+    try {
+      await rename(file, join(dir, meta.dataFile));
+      await writeFile(metaTmp, JSON.stringify(meta));
+      // Publishing is one rename; the lock makes "which version did this one replace" exact, so
+      // every replaced data file is removed by exactly the writer that replaced it.
+      previous = await this.#locks.run(`${bucket}/${key}`, async () => {
+        const current = await this.#readMeta(bucket, key);
+        await rename(metaTmp, this.#metaPath(bucket, key));
+        return current;
+      });
+    } catch (err) {
+      await rm(file, { force: true });
+      await rm(join(dir, meta.dataFile), { force: true });
+      await rm(metaTmp, { force: true });
+      throw err;
+    }
+    // Readers that opened the old data file keep reading it: an open file outlives its name.
+    if (previous) await rm(join(dir, previous.dataFile), { force: true });
   }
 
   async #get(req: S3Request, withBody: boolean): Promise<WireResponse> {

@@ -6,6 +6,7 @@ import {
   executionTimeoutDefault,
   executionTimeoutMax,
   executionTimeoutMin,
+  outputKey,
 } from "./runcommand.js";
 import type { CommandRecord, InstanceRecord, InvocationRecord } from "./store.js";
 
@@ -131,6 +132,19 @@ const sendCommandInput = z.object({
     .optional(),
   DocumentVersion: z.string().optional(),
   Targets: z.array(z.unknown()).optional(),
+  // OutputS3BucketName: 3–63 characters; OutputS3KeyPrefix: at most 500; OutputS3Region is
+  // deprecated and ignored (API_SendCommand.html). SSM does not check the bucket: the agent's
+  // upload fails later, and only its log says so.
+  OutputS3BucketName: z
+    .string()
+    .min(3, { error: "Member must have length greater than or equal to 3" })
+    .max(63, { error: "Member must have length less than or equal to 63" })
+    .optional(),
+  OutputS3KeyPrefix: z
+    .string()
+    .max(500, { error: "Member must have length less than or equal to 500" })
+    .optional(),
+  OutputS3Region: z.string().optional(),
 });
 
 /**
@@ -212,6 +226,9 @@ function sendCommand({ fleet, runner }: SsmDeps, raw: unknown): unknown {
     executionTimeoutSeconds: agentExecutionTimeout(parameters.executionTimeout?.[0]),
     // The agent joins the commands with newlines into _script.sh (pluginutil.CreateScriptFile).
     script: `${commands.join("\n")}\n`,
+    ...(input.OutputS3BucketName && {
+      output: { bucket: input.OutputS3BucketName, keyPrefix: input.OutputS3KeyPrefix ?? "" },
+    }),
   });
   return { Command: commandJson(cmd) };
 }
@@ -232,8 +249,8 @@ function commandJson(cmd: CommandRecord): Record<string, unknown> {
     Status: status,
     StatusDetails: status,
     OutputS3Region: region,
-    OutputS3BucketName: "",
-    OutputS3KeyPrefix: "",
+    OutputS3BucketName: cmd.output?.bucket ?? "",
+    OutputS3KeyPrefix: cmd.output?.keyPrefix ?? "",
     MaxConcurrency: "50",
     MaxErrors: "0",
     TargetCount: cmd.instanceIds.length,
@@ -391,11 +408,22 @@ function getCommandInvocation({ runner }: SsmDeps, raw: unknown): unknown {
     StatusDetails: inv.statusDetails,
     // Output is only reported once the plugin finishes.
     StandardOutputContent: done ? inv.stdout : "",
-    StandardOutputUrl: "",
+    StandardOutputUrl: done ? outputUrl(cmd, inv, "stdout") : "",
     StandardErrorContent: done ? inv.stderr : "",
-    StandardErrorUrl: "",
+    StandardErrorUrl: done ? outputUrl(cmd, inv, "stderr") : "",
     CloudWatchOutputConfig: { CloudWatchLogGroupName: "", CloudWatchOutputEnabled: false },
   };
+}
+
+/**
+ * "The URL for the complete text written by the plugin to stdout in Amazon S3. If an S3 bucket
+ * wasn't specified, then this string is empty." (API_GetCommandInvocation.html). The host form
+ * is not documented; a path-style regional URL names the same object.
+ */
+function outputUrl(cmd: CommandRecord, inv: InvocationRecord, stream: "stdout" | "stderr") {
+  if (!cmd.output) return "";
+  const objectKey = outputKey(cmd.output, cmd.commandId, inv.instanceId, stream);
+  return `https://s3.${region}.amazonaws.com/${cmd.output.bucket}/${objectKey}`;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -137,6 +137,8 @@ export interface CommandRecord {
   timeoutSeconds: number;
   executionTimeoutSeconds: number;
   invocations: InvocationRecord[];
+  /** SendCommand's OutputS3BucketName / OutputS3KeyPrefix: where the agent uploads output. */
+  output?: { bucket: string; keyPrefix: string };
 }
 
 export interface CloudState {

@@ -21,7 +21,9 @@ import {
  * is re-checked on the row as it is when locked, so a busy heartbeat committed in the same moment
  * wins), then StopInstances per row, a few at a time. Idleness is measured on the database clock
  * from the later of the last activity and the last status change (a workspace that just came
- * online has not been idle for long).
+ * online has not been idle for long). A command or a plugin operation still in flight is work
+ * however long ago it began: its workspace is never idle (its record ends by its own timeout or
+ * the sweep).
  */
 export async function sweepIdle(ctx: PassContext): Promise<PassCounts> {
   const counts = zeroCounts();
@@ -29,7 +31,11 @@ export async function sweepIdle(ctx: PassContext): Promise<PassCounts> {
   const idle = sql`w.runtime <> 'external' and w.instance_id is not null
     and coalesce(w.idle_stop_seconds, ${config.idleStopSeconds}::int) > 0
     and greatest(coalesce(w.last_activity_at, w.updated_at), w.updated_at)
-      < now() - make_interval(secs => coalesce(w.idle_stop_seconds, ${config.idleStopSeconds}::int))`;
+      < now() - make_interval(secs => coalesce(w.idle_stop_seconds, ${config.idleStopSeconds}::int))
+    and not exists (select 1 from workspace_commands c
+      where c.workspace_id = w.id and c.status in ('pending', 'running'))
+    and not exists (select 1 from workspace_plugins p
+      where p.workspace_id = w.id and p.state in ('installing', 'uninstalling'))`;
   while (hasTimeForBatch(ctx.budget)) {
     const picked = await transition(ctx.deps.db, {
       ids: "matching",

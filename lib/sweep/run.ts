@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { deadlineIn } from "../deadline.js";
 import type { Deps } from "../deps.js";
+import { sweepCommands } from "./commands.js";
 import { sweepIdle } from "./idle.js";
 import { sweepLaunch } from "./launch.js";
 import { acquireLease, releaseLease, renewLease } from "./lease.js";
@@ -31,6 +32,7 @@ export const PASSES = {
   "provision-timeout": sweepProvisionTimeout,
   removal: sweepRemoval,
   plugins: sweepPlugins,
+  commands: sweepCommands,
   orphans: sweepOrphans,
 } as const satisfies Record<string, (ctx: PassContext) => Promise<PassCounts>>;
 

@@ -1,6 +1,7 @@
 import { forEachBounded } from "../bounded.js";
 import type { AwsProblem } from "../compute/errors.js";
 import type { Deps } from "../deps.js";
+import { safeError } from "../redact.js";
 
 /**
  * What one pass did. `transient`: rows left untouched because AWS could not say.
@@ -73,4 +74,56 @@ export async function forEachInBudget<T>(
     await work(item);
   });
   return skipped;
+}
+
+/** How driving one row came out, as a pass counts it. */
+export type RowOutcome = "changed" | "transient" | "unchanged";
+
+export interface BatchDrive<T, C> {
+  /** Where the first batch starts. */
+  start: C;
+  /** Up to `limit` rows after `cursor`, in the pass's keyset order. */
+  fetch: (cursor: C, limit: number) => Promise<T[]>;
+  /** The cursor after `row`, the last of a batch. */
+  next: (row: T) => C;
+  /** What a row is, for the log line when driving it throws. */
+  what: string;
+  /** The ids a log line names a row by — never more of the row. */
+  ids: (row: T) => Record<string, unknown>;
+  drive: (row: T) => Promise<RowOutcome>;
+}
+
+/**
+ * A pass that drives rows on: keyset batches of `ctx.batchSize` while the budget lasts, each row
+ * driven by {@link forEachInBudget} (4 at a time, none started past the reserve), the outcomes
+ * counted. A row that throws is counted and logged, and the others go on.
+ */
+export async function driveInBatches<T, C>(
+  ctx: PassContext,
+  pass: BatchDrive<T, C>,
+): Promise<PassCounts> {
+  const counts = zeroCounts();
+  let cursor = pass.start;
+  while (hasTimeForBatch(ctx.budget)) {
+    const rows = await pass.fetch(cursor, ctx.batchSize);
+    if (rows.length === 0) break;
+    counts.checked += rows.length;
+    await forEachInBudget(ctx, rows, 4, async (row) => {
+      try {
+        const outcome = await pass.drive(row);
+        if (outcome === "changed") counts.changed++;
+        else if (outcome === "transient") counts.transient++;
+      } catch (err) {
+        counts.errors++;
+        ctx.deps.log.error(`${pass.what} failed to advance`, {
+          ...pass.ids(row),
+          error: safeError(err),
+        });
+      }
+    });
+    const last = rows.at(-1);
+    if (rows.length < ctx.batchSize || last === undefined) break;
+    cursor = pass.next(last);
+  }
+  return counts;
 }

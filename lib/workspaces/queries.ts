@@ -24,16 +24,18 @@ export interface WorkspaceCursor {
   id: string;
 }
 
-/** Where a page of a workspace's events ended: the last event's `seq`. */
-export interface EventCursor {
+/** Where a page of a `seq`-ordered log (events, commands) ended: its last row's `seq`. */
+export interface SeqCursor {
   seq: string;
 }
 
+/** Where a page of a workspace's events ended. */
+export type EventCursor = SeqCursor;
+
 // Cursors are opaque to clients: base64url of a tagged text, so one list's cursor is not
-// accepted by the other. Microseconds and seq stay within 2^53 (up to the year 2255 and nine
+// accepted by another. Microseconds and seq stay within 2^53 (up to the year 2255 and nine
 // quadrillion events), so a cursor's number converts to the database's type exactly.
 const WORKSPACE_CURSOR = /^w\|(0|[1-9][0-9]{0,15})\|([0-9a-f-]{36})$/;
-const EVENT_CURSOR = /^e\|([1-9][0-9]{0,15})$/;
 const fitsExactly = (digits: string) => Number(digits) <= Number.MAX_SAFE_INTEGER;
 
 const decoded = (raw: string) => Buffer.from(raw, "base64url").toString("utf8");
@@ -49,16 +51,27 @@ export function decodeWorkspaceCursor(raw: string): WorkspaceCursor | null {
   return { createdUs: m[1], id: m[2] };
 }
 
-function encodeEventCursor(c: EventCursor): string {
-  return Buffer.from(`e|${c.seq}`).toString("base64url");
+/**
+ * The cursor codec of one `seq`-ordered list, under its own one-letter `tag`: each list module
+ * makes its own and keeps its encoder to itself.
+ */
+export function seqCursorCodec(tag: string) {
+  const pattern = new RegExp(`^${tag}\\|([1-9][0-9]{0,15})$`);
+  return {
+    encode: (c: SeqCursor): string => Buffer.from(`${tag}|${c.seq}`).toString("base64url"),
+    /** @returns the cursor, or null when it is not one this API issued (malformed, out of range). */
+    decode: (raw: string): SeqCursor | null => {
+      const m = pattern.exec(decoded(raw));
+      if (!m?.[1] || !fitsExactly(m[1])) return null;
+      return { seq: m[1] };
+    },
+  };
 }
 
+const eventCursor = seqCursorCodec("e");
+
 /** @returns the cursor, or null when it is not one this API issued (malformed, out of range). */
-export function decodeEventCursor(raw: string): EventCursor | null {
-  const m = EVENT_CURSOR.exec(decoded(raw));
-  if (!m?.[1] || !fitsExactly(m[1])) return null;
-  return { seq: m[1] };
-}
+export const decodeEventCursor = eventCursor.decode;
 
 export interface Page<T> {
   items: T[];
@@ -66,7 +79,7 @@ export interface Page<T> {
 }
 
 /** Cuts `limit + 1` fetched rows to a page; the extra row only says another page exists. */
-function toPage<T>(rows: T[], limit: number, cursorOf: (row: T) => string): Page<T> {
+export function toPage<T>(rows: T[], limit: number, cursorOf: (row: T) => string): Page<T> {
   const items = rows.slice(0, limit);
   const last = items.at(-1);
   return {
@@ -124,5 +137,5 @@ export async function listEvents(
     .where(and(...conds))
     .orderBy(asc(workspaceEvents.seq))
     .limit(opts.limit + 1);
-  return toPage(rows, opts.limit, (r) => encodeEventCursor({ seq: String(r.seq) }));
+  return toPage(rows, opts.limit, (r) => eventCursor.encode({ seq: String(r.seq) }));
 }

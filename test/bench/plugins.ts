@@ -6,9 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { create as createTar } from "tar";
 import { createApp } from "../../lib/http/app.js";
-import { runSweep } from "../../lib/sweep/run.js";
-import { ADMIN_TOKEN } from "../support/context.js";
-import { createWorld, median, round } from "./support.js";
+import { adminHeaders, createWorld, median, onlineWorkspace, round } from "./support.js";
 
 export interface PluginFigures {
   label: string;
@@ -52,21 +50,8 @@ export async function benchPluginInstall(runs = 5): Promise<PluginFigures[]> {
   const base = `http://127.0.0.1:${(github.address() as AddressInfo).port}`;
   const world = await createWorld({ GITHUB_TARBALL_BASE: base });
   const app = createApp(world.deps);
-  const admin = { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" };
   try {
-    const created = await app.request("/workspaces", {
-      method: "POST",
-      headers: admin,
-      body: JSON.stringify({ name: "bench" }),
-    });
-    const { workspace } = (await created.json()) as { workspace: { id: string } };
-    for (let i = 0; i < 100; i++) {
-      await runSweep(world.deps, { budget: { remainingMs: () => 30_000 }, passes: ["readiness"] });
-      const got = await app.request(`/workspaces/${workspace.id}`, { headers: admin });
-      if (((await got.json()) as { workspace: { status: string } }).workspace.status === "online")
-        break;
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    const workspace = await onlineWorkspace(world, app);
 
     const figures: PluginFigures[] = [];
     for (const [label, bytes] of [
@@ -83,7 +68,7 @@ export async function benchPluginInstall(runs = 5): Promise<PluginFigures[]> {
         const started = performance.now();
         const res = await app.request(`/workspaces/${workspace.id}/plugins`, {
           method: "POST",
-          headers: admin,
+          headers: adminHeaders,
           body: JSON.stringify({ source: `github://bench/plugin#${version}` }),
         });
         const elapsed = performance.now() - started;

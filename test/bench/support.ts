@@ -5,8 +5,10 @@ import { createAwsClients } from "../../lib/compute/clients.js";
 import { openDb } from "../../lib/db/client.js";
 import { workspaces } from "../../lib/db/schema.js";
 import { type Deps, silentLog, systemClock } from "../../lib/deps.js";
+import type { App } from "../../lib/http/app.js";
 import { type LocalCloud, startLocalCloud } from "../../lib/localcloud/index.js";
-import { testConfig } from "../support/context.js";
+import { runSweep } from "../../lib/sweep/run.js";
+import { ADMIN_TOKEN, testConfig } from "../support/context.js";
 import { launchInstances } from "../support/fleet.js";
 import { createTestDatabase } from "../support/pg-database.js";
 import { type PostgresServer, startPostgres } from "../support/postgres.js";
@@ -140,3 +142,34 @@ export const median = (xs: number[]) => {
 };
 
 export const round = (x: number, digits = 1) => Math.round(x * 10 ** digits) / 10 ** digits;
+
+/** The admin's JSON headers for a bench's in-process app. */
+export const adminHeaders = {
+  authorization: `Bearer ${ADMIN_TOKEN}`,
+  "content-type": "application/json",
+};
+
+/**
+ * An instance-backed workspace created through the API and brought `online` by the readiness
+ * pass (its instance runs, its SSM agent is Online).
+ */
+export async function onlineWorkspace(
+  world: World,
+  app: App,
+): Promise<{ id: string; instanceId: string }> {
+  const created = await app.request("/workspaces", {
+    method: "POST",
+    headers: adminHeaders,
+    body: JSON.stringify({ name: "bench" }),
+  });
+  const { workspace } = (await created.json()) as { workspace: { id: string; instanceId: string } };
+  for (let i = 0; i < 100; i++) {
+    await runSweep(world.deps, { budget: { remainingMs: () => 30_000 }, passes: ["readiness"] });
+    const got = await app.request(`/workspaces/${workspace.id}`, { headers: adminHeaders });
+    if (((await got.json()) as { workspace: { status: string } }).workspace.status === "online") {
+      return workspace;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error("bench: the workspace did not come online");
+}

@@ -4,8 +4,10 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   API_ACTIONS,
+  COMMAND_OUTPUT_PREFIX,
   catalogueActions,
   DEPLOYMENT_TAG_KEY,
+  instanceRoleStatements,
   type PermissionStatement,
   permissionCatalogue,
   RUN_SHELL_DOCUMENT,
@@ -14,6 +16,7 @@ import {
   UNGRANTED_LIB_ACTIONS,
 } from "../../infra/permissions.js";
 import { TAG_DEPLOYMENT } from "../../lib/compute/launch.js";
+import { COMMAND_OUTPUT_PREFIX as LIB_COMMAND_OUTPUT_PREFIX } from "../../lib/compute/staging-bucket.js";
 import { buildLambdaBundle, type LambdaName } from "../bench/bundle.js";
 import { actionsNeededByBundle, actionsNeededByLib, ROOT } from "./aws-calls.js";
 
@@ -64,8 +67,9 @@ describe("IAM = code", () => {
     expect(sorted(SWEEP_ACTIONS)).toEqual(actionsNeededByBundle(bundles.sweep ?? ""));
   });
 
-  it("scopes by the tag and the document the code actually uses", () => {
+  it("scopes by the tag, the document and the output prefix the code actually uses", () => {
     expect(DEPLOYMENT_TAG_KEY).toBe(TAG_DEPLOYMENT);
+    expect(COMMAND_OUTPUT_PREFIX).toBe(LIB_COMMAND_OUTPUT_PREFIX);
     const commands = readFileSync(join(ROOT, "lib", "compute", "commands.ts"), "utf8");
     expect(commands).toContain(`DocumentName: "${RUN_SHELL_DOCUMENT}"`);
   });
@@ -141,6 +145,17 @@ describe("least privilege", () => {
     expect(s3).toEqual([
       { actions: ["s3:PutObject", "s3:GetObject"], resources: [targets.stagingObjectsArn] },
     ]);
+  });
+
+  it("lets workspace instances put objects under commands/ of the staging bucket, nothing else", () => {
+    expect(instanceRoleStatements("arn:aws:s3:::staging/commands/*")).toEqual([
+      { actions: ["s3:PutObject"], resources: ["arn:aws:s3:::staging/commands/*"] },
+    ]);
+  });
+
+  it("grants the API CancelCommand, for the commands API's cancel route", () => {
+    expect(API_ACTIONS).toContain("ssm:CancelCommand");
+    expect(SWEEP_ACTIONS).not.toContain("ssm:CancelCommand");
   });
 
   it('uses Resource "*" only for actions without resource-level permissions', () => {

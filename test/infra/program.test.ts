@@ -194,8 +194,20 @@ describe("the SST program", () => {
     }
   });
 
-  it("keeps staged archives (restarts re-apply them) and allows neither public nor plain-HTTP access", () => {
-    expect(all("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")).toEqual([]);
+  it("keeps staged archives (restarts re-apply them), expires commands' output after 30 days, and allows neither public nor plain-HTTP access", () => {
+    const [lifecycle, ...others] = all(
+      "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
+    );
+    expect(others).toEqual([]);
+    // One rule, for the commands/ prefix only: plugin archives under plugins/ never expire.
+    expect(lifecycle?.inputs.rules).toEqual([
+      {
+        id: "expire-command-output",
+        status: "Enabled",
+        expiration: { days: 30 },
+        filter: { prefix: "commands/" },
+      },
+    ]);
     expect(one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock").inputs).toMatchObject({
       blockPublicAcls: true,
       blockPublicPolicy: true,
@@ -215,7 +227,7 @@ describe("the SST program", () => {
     );
   });
 
-  it("gives workspace instances an SSM-managed role and a security group with no inbound rule", () => {
+  it("gives workspace instances an SSM-managed role that may only put command output, and a security group with no inbound rule", () => {
     const role = one("aws:iam/role:Role", "WorkspaceInstanceRole");
     expect(role.inputs.assumeRolePolicy).toMatchObject({
       Statement: [{ Action: "sts:AssumeRole", Principal: { Service: "ec2.amazonaws.com" } }],
@@ -226,6 +238,17 @@ describe("the SST program", () => {
       policyArn: "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore",
     });
     expect(one("aws:iam/instanceProfile:InstanceProfile").inputs).toEqual({ role: roleName });
+    // The SSM agent uploads commands' output with the instance's role: under commands/ only.
+    const bucket = one("aws:s3/bucket:Bucket");
+    const bucketArn = mockOutputs(bucket.type, bucket.name, bucket.inputs).arn;
+    const output = one("aws:iam/rolePolicy:RolePolicy", "WorkspaceInstanceCommandOutput");
+    expect(output.inputs.role).toBe(roleName);
+    expect(JSON.parse(String(output.inputs.policy))).toEqual({
+      Version: "2012-10-17",
+      Statement: [
+        { Effect: "Allow", Action: ["s3:PutObject"], Resource: [`${bucketArn}/commands/*`] },
+      ],
+    });
     const sg = one("aws:ec2/securityGroup:SecurityGroup");
     expect(sg.inputs.ingress).toEqual([]);
     expect(sg.inputs.vpcId).toBe("vpc-default");

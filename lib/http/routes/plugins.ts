@@ -1,7 +1,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import type { Config } from "../../config.js";
 import { PLUGIN_STATES } from "../../db/schema.js";
-import type { Deps, Log } from "../../deps.js";
+import type { Log } from "../../deps.js";
 import { getAllowlist, replaceAllowlist } from "../../plugins/allowlist.js";
 import { preparePluginDownload } from "../../plugins/download.js";
 import { downloadHint, isExternalRuntime } from "../../plugins/guard.js";
@@ -16,11 +16,8 @@ import {
   type SourceRegistry,
 } from "../../plugins/sources.js";
 import type { StageFailure } from "../../plugins/staging.js";
-import type { CommandTarget } from "../../plugins/target.js";
 import { uninstallPlugin } from "../../plugins/uninstall.js";
-import { startWorkspace } from "../../workspaces/lifecycle.js";
 import type { WorkspaceRow } from "../../workspaces/model.js";
-import { toApi, WorkspaceSchema } from "../../workspaces/model.js";
 import { newRouter } from "../context.js";
 import {
   ApiError,
@@ -29,10 +26,12 @@ import {
   type ErrorCode,
   errorResponses,
   STORE_ERRORS,
+  TARGET_ERRORS,
 } from "../errors.js";
 import { assertOwnWorkspace, authenticate } from "../middleware.js";
 import { IdParam, json, security } from "../openapi.js";
-import { startAnswer } from "./lifecycle.js";
+import { sendError, targetError, unreachableError } from "../target-errors.js";
+import { requireAwake, WakeQuery, WakingBody } from "../wake.js";
 import { workspaceOr404 } from "./workspaces.js";
 
 // Names are checked by hand, not by zod, so a bad one answers INVALID_PLUGIN_NAME (SPEC §11).
@@ -60,12 +59,6 @@ const STAGE_ERRORS = codesOf<StageFailure["code"]>({
   INTEGRITY_MISMATCH: true,
   PLUGIN_NAME_MISMATCH: true,
 });
-// targetError, unreachableError and sendError.
-const TARGET_ERRORS = [
-  "INSTANCE_NOT_RUNNING",
-  "INSTANCE_STATE_UNKNOWN",
-  "INSTANCE_UNREACHABLE",
-] as const satisfies readonly ErrorCode[];
 
 const RegistryEntrySchema = z
   .object({
@@ -162,46 +155,6 @@ function stageError(failure: StageFailure): ApiError {
   return new ApiError(failure.code, failure.message);
 }
 
-function targetError(target: Exclude<CommandTarget, { kind: "running" }>): ApiError {
-  switch (target.kind) {
-    case "no-instance":
-      return new ApiError("INSTANCE_NOT_RUNNING", "The workspace has no instance yet.", {
-        hint: "Its launch is pending; the sweep re-drives it. Try again once it is online.",
-      });
-    case "stopped":
-      return new ApiError(
-        "INSTANCE_NOT_RUNNING",
-        `The workspace's instance ${target.instanceId} is not running (${target.state}).`,
-        { hint: "POST /workspaces/{id}/restart launches a new one." },
-      );
-    case "state-unknown":
-      return new ApiError(
-        "INSTANCE_STATE_UNKNOWN",
-        `Could not tell whether instance ${target.instanceId} is running: EC2 did not answer clearly (${target.error.code}). Nothing was changed.`,
-        { hint: "This is usually transient; retry shortly." },
-      );
-    default: {
-      const unreachable: never = target;
-      throw new Error(`unhandled target ${JSON.stringify(unreachable)}`);
-    }
-  }
-}
-
-function unreachableError(pingStatus: string): ApiError {
-  return new ApiError(
-    "INSTANCE_UNREACHABLE",
-    `The instance's SSM agent is not online (${pingStatus}); no command was sent.`,
-    { hint: "A freshly launched instance registers with SSM within a few minutes." },
-  );
-}
-
-function sendError(error: { code: string }): ApiError {
-  return new ApiError(
-    "INSTANCE_STATE_UNKNOWN",
-    `SSM did not accept the command (${error.code}); nothing was sent. Retry shortly.`,
-  );
-}
-
 function uploadError(
   deps: { log: Log },
   failure: { transient: boolean; error: { code: string; message: string } },
@@ -214,53 +167,6 @@ function uploadError(
     `Could not stage the archive in the staging bucket (${failure.error.code}).`,
     failure.transient ? { hint: "Retry shortly." } : {},
   );
-}
-
-const WakeQuery = z.object({
-  wake: z
-    .enum(["true", "false"])
-    .optional()
-    .transform((v) => v === "true")
-    .openapi({ description: "A stopped workspace is started instead of refused (202)." }),
-});
-
-const WakingBody = z.object({
-  status: z.literal("waking"),
-  workspace: WorkspaceSchema,
-  next: z.string().openapi({ description: "What to do once it is online." }),
-});
-
-/**
- * A plugin operation needs a running instance. A stopped (or stopping) workspace answers 409
- * WORKSPACE_STOPPED with the way to start it; with `?wake=true` it is started and the answer is
- * 202 `waking` with what to do next. A starting one is refused the same way (it is not up yet).
- */
-async function requireAwake(
-  deps: Deps,
-  row: WorkspaceRow,
-  wake: boolean,
-  verb: "install" | "uninstall",
-): Promise<z.infer<typeof WakingBody> | null> {
-  if (row.status !== "stopped" && row.status !== "stopping" && row.status !== "starting") {
-    return null;
-  }
-  const next = `GET /workspaces/${row.id}/wait?status=online, then repeat the ${verb}`;
-  if (!wake || row.status === "stopping") {
-    throw new ApiError(
-      "WORKSPACE_STOPPED",
-      `The workspace is ${row.status}; its instance cannot take a command.`,
-      {
-        hint:
-          row.status === "stopping"
-            ? `Wait for it to stop, then POST /workspaces/${row.id}/start`
-            : wake
-              ? next
-              : `POST /workspaces/${row.id}/start (or repeat with ?wake=true)`,
-      },
-    );
-  }
-  const { row: after } = startAnswer(await startWorkspace(deps, row, "api"));
-  return { status: "waking", workspace: toApi(after, deps.config), next };
 }
 
 /** 409 PLUGIN_BUSY, naming the operation that holds the record. */

@@ -28,6 +28,18 @@ import { IdParam, json, security } from "../openapi.js";
 const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
 export const MAX_ENV_ENTRIES = 50;
 
+/** An env map as the API takes it: shell names for keys, single-line values, 50 at most. */
+export const EnvSchema = z
+  .record(
+    z.string().regex(ENV_KEY, "env keys must match [A-Za-z_][A-Za-z0-9_]*"),
+    z
+      .string()
+      .max(4096)
+      // One line each: the instance's env file holds KEY=VALUE lines.
+      .regex(/^[^\0\r\n]*$/, "must be a single line without NUL"),
+  )
+  .refine((e) => Object.keys(e).length <= MAX_ENV_ENTRIES, `at most ${MAX_ENV_ENTRIES} entries`);
+
 /** Idle auto-stop, settable on create and with PATCH. */
 export const IdleSettings = {
   idleStopSeconds: z
@@ -50,17 +62,7 @@ const CreateBody = z
       .regex(/^[^\p{Cc}]*$/u, "must not contain control characters"),
     runtime: z.string().min(1).max(64).default("langgraph"),
     tier: z.number().int().min(1).max(99).default(1),
-    env: z
-      .record(
-        z.string().regex(ENV_KEY, "env keys must match [A-Za-z_][A-Za-z0-9_]*"),
-        z
-          .string()
-          .max(4096)
-          // One line each: the instance's env file holds KEY=VALUE lines.
-          .regex(/^[^\0\r\n]*$/, "must be a single line without NUL"),
-      )
-      .refine((e) => Object.keys(e).length <= MAX_ENV_ENTRIES, `at most ${MAX_ENV_ENTRIES} entries`)
-      .default({}),
+    env: EnvSchema.default({}),
     hibernation: z.boolean().default(false).openapi({
       description:
         "Launch able to hibernate (stop with its memory kept). The tier's instance type must support it.",
@@ -70,7 +72,8 @@ const CreateBody = z
   .strict()
   .openapi("CreateWorkspace");
 
-const PageQuery = {
+/** `?limit=&cursor=` of every list. */
+export const PageQuery = {
   limit: z.coerce.number().int().min(1).max(200).default(50),
   cursor: z.string().max(200).optional(),
 };
@@ -78,7 +81,10 @@ const PageQuery = {
 const Token = z.string().openapi({ description: "Shown once; only its hash is stored." });
 
 /** The `cursor` query parameter; one this API did not issue (or out of range) → 400, never 500. */
-function cursorFrom<C>(raw: string | undefined, decode: (raw: string) => C | null): C | undefined {
+export function cursorFrom<C>(
+  raw: string | undefined,
+  decode: (raw: string) => C | null,
+): C | undefined {
   if (raw === undefined) return undefined;
   const c = decode(raw);
   if (!c) {
@@ -120,14 +126,7 @@ workspaceRoutes.openapi(
     const deps = c.get("deps");
     const body = c.req.valid("json");
     const key = c.req.valid("header")["idempotency-key"];
-    // zod's record silently drops a `__proto__` key (it matches the key pattern); refuse it rather
-    // than create a workspace without a variable the caller asked for. The body is cached.
-    const raw = (await c.req.json()) as { env?: unknown };
-    if (raw.env !== null && typeof raw.env === "object" && Object.hasOwn(raw.env, "__proto__")) {
-      throw new ApiError("VALIDATION_FAILED", "The request is not valid.", {
-        fields: [{ path: "env.__proto__", message: "not an allowed env key" }],
-      });
-    }
+    await refuseProtoEnvKey(c.req);
     if (!isKnownRuntime(deps.config, body.runtime)) {
       throw new ApiError("VALIDATION_FAILED", `Unknown runtime "${body.runtime}".`, {
         fields: [{ path: "runtime", message: "not a configured runtime" }],
@@ -228,6 +227,19 @@ function assertLifecycleFits(
   }
   if (fields.length > 0) {
     throw new ApiError("VALIDATION_FAILED", "The request is not valid.", { fields });
+  }
+}
+
+/**
+ * zod's record silently drops a `__proto__` key (it matches the key pattern); refuse it rather
+ * than act without a variable the caller asked for. Reads the body Hono has cached.
+ */
+export async function refuseProtoEnvKey(req: { json(): Promise<unknown> }): Promise<void> {
+  const raw = (await req.json()) as { env?: unknown };
+  if (raw.env !== null && typeof raw.env === "object" && Object.hasOwn(raw.env, "__proto__")) {
+    throw new ApiError("VALIDATION_FAILED", "The request is not valid.", {
+      fields: [{ path: "env.__proto__", message: "not an allowed env key" }],
+    });
   }
 }
 

@@ -383,4 +383,67 @@ describe(`lifecycle over ${dbKind()}`, () => {
     expect(body.next).toContain("wait?status=online");
     expect((await sweepUntil(ws.id, "online")).status).toBe("online");
   });
+
+  it("commands on a stopped workspace: 409 WORKSPACE_STOPPED, nothing recorded; ?wake=true starts it", async () => {
+    // Prepare
+    const ws = await createOnline();
+    expect((await t.admin("POST", `/workspaces/${ws.id}/stop`)).status).toBe(202);
+    await sweepUntil(ws.id, "stopped");
+
+    // Act
+    const refused = await errorOf(
+      await t.admin("POST", `/workspaces/${ws.id}/commands`, { argv: ["true"] }),
+    );
+    const woken = await t.admin("POST", `/workspaces/${ws.id}/commands?wake=true`, {
+      argv: ["true"],
+    });
+    const body = (await woken.json()) as { status: string; next: string };
+    const audit = (await (await t.admin("GET", `/workspaces/${ws.id}/commands`)).json()) as {
+      commands: unknown[];
+    };
+
+    // Assess
+    expect(refused[0]).toBe(409);
+    expect(refused[1].code).toBe("WORKSPACE_STOPPED");
+    expect(woken.status).toBe(202);
+    expect(body).toMatchObject({ status: "waking" });
+    expect(body.next).toContain("repeat the command");
+    expect(audit.commands).toEqual([]);
+    expect((await sweepUntil(ws.id, "online")).status).toBe("online");
+  });
+
+  it("a command or plugin operation in flight is work: idle auto-stop spares its workspace", async () => {
+    // Prepare: three idle-looking workspaces, one running a long command sent long ago, one
+    // with a plugin install still in flight.
+    const [working, idle, installing] = await Promise.all([
+      createOnline({ idleStopSeconds: 60 }),
+      createOnline({ idleStopSeconds: 60 }),
+      createOnline({ idleStopSeconds: 60 }),
+    ]);
+    await t.opened.db.execute(
+      sql`insert into workspace_plugins (workspace_id, name, version, source, digest, state)
+          values (${installing.id}, 'code-review', '1.2.0', 'local://code-review', 'sha256:x', 'installing')`,
+    );
+    const sent = await t.admin("POST", `/workspaces/${working.id}/commands`, {
+      argv: ["sleep", "30"],
+      waitSeconds: 0,
+    });
+    expect(sent.status).toBe(202);
+    await t.opened.db.execute(
+      sql`update workspaces set updated_at = now() - interval '10 minutes', last_activity_at = now() - interval '10 minutes'`,
+    );
+
+    // Act
+    const summary = await sweep(["idle"]);
+
+    // Assess
+    expect(summary.passes.idle.checked).toBe(1);
+    expect((await rowOf(idle.id))?.status).toBe("stopping");
+    expect((await rowOf(working.id))?.status).toBe("online");
+    expect((await rowOf(installing.id))?.status).toBe("online");
+    await t.admin(
+      "POST",
+      `/workspaces/${working.id}/commands/${((await sent.json()) as { commandId: string }).commandId}/cancel`,
+    );
+  });
 });

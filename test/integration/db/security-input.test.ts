@@ -705,6 +705,9 @@ describe(`SPEC §11 bad input over ${dbKind()}`, () => {
   });
 
   describe("unknown and malformed workspace ids → 404, never 500", () => {
+    const VALID_BODIES: Record<string, unknown> = {
+      "POST /workspaces/{id}/commands": { argv: ["true"] },
+    };
     const ids = [
       randomUUID(),
       "00000000-0000-0000-0000-000000000000",
@@ -739,13 +742,19 @@ describe(`SPEC §11 bad input over ${dbKind()}`, () => {
         for (const id of ids) {
           // A request each route would accept but for its id.
           const path =
-            route.path.replace("{id}", encodeURIComponent(id)).replace("{name}", "code-review") +
+            route.path
+              .replace("{id}", encodeURIComponent(id))
+              .replace("{name}", "code-review")
+              .replace("{commandId}", randomUUID()) +
             (route.path.endsWith("/wait") ? "?status=online&timeoutSeconds=0" : "");
-          const valid: Record<string, unknown> = route.path.endsWith("/plugins")
-            ? { source: "local://code-review" }
-            : route.method === "PATCH"
-              ? { name: "renamed" }
-              : {};
+          // A valid body: bad input is refused before the workspace is looked up.
+          const valid =
+            VALID_BODIES[`${route.method} ${route.path}`] ??
+            (route.path.endsWith("/plugins")
+              ? { source: "local://code-review" }
+              : route.method === "PATCH"
+                ? { name: "renamed" }
+                : {});
           const body =
             route.op.requestBody === undefined
               ? {}

@@ -56,6 +56,11 @@ const SPEC_ROUTES = [
   "POST /workspaces/{id}/plugins",
   "DELETE /workspaces/{id}/plugins/{name}",
   "GET /workspaces/{id}/plugins/{name}/download",
+  "POST /workspaces/{id}/commands",
+  "GET /workspaces/{id}/commands",
+  "GET /workspaces/{id}/commands/{commandId}",
+  "POST /workspaces/{id}/commands/{commandId}/cancel",
+  "GET /workspaces/{id}/commands/{commandId}/output",
 ];
 
 /** Bodies that make the admin's call do something real; other bodies are generated. */
@@ -63,6 +68,7 @@ const BODIES: Record<string, unknown> = {
   "POST /workspaces": { name: "matrix", runtime: "external" },
   "PUT /plugins/allowlist": { names: [] },
   "POST /workspaces/{id}/plugins": { source: "local://code-review" },
+  "POST /workspaces/{id}/commands": { argv: ["true"] },
 };
 
 interface JsonSchema {
@@ -186,7 +192,11 @@ async function world(): Promise<World> {
   };
 }
 
-const PATH_VALUES = (w: World): Record<string, string> => ({ id: w.a.id, name: "code-review" });
+const PATH_VALUES = (w: World): Record<string, string> => ({
+  id: w.a.id,
+  name: "code-review",
+  commandId: "00000000-0000-4000-8000-000000000000",
+});
 
 function requestFor(doc: OpenApiDoc | null, route: Route, w: World) {
   const values = PATH_VALUES(w);

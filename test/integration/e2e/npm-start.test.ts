@@ -156,6 +156,45 @@ describe("npm start", () => {
     expect(existsSync(join(root, "configs/skills/review"))).toBe(false);
   });
 
+  it("runs the README's commands: argv, a script, a long output in full, the audit list", async () => {
+    // Prepare: an instance-backed workspace whose SSM agent is online.
+    const created = await call("POST", "/workspaces", { name: "commands" });
+    const { id } = created.body.workspace as { id: string };
+    await until(async () => {
+      const ws = await call("GET", `/workspaces/${id}`);
+      return (ws.body.workspace as { status: string }).status === "online" ? true : undefined;
+    }, 15_000);
+
+    // Act
+    const argv = await call("POST", `/workspaces/${id}/commands`, {
+      argv: ["sh", "-c", 'echo "$GREETING from $PWD"'],
+      env: { GREETING: "hello" },
+      cwd: "/tmp",
+    });
+    const script = await call("POST", `/workspaces/${id}/commands`, {
+      script: "echo one\nfalse\necho never",
+    });
+    const long = await call("POST", `/workspaces/${id}/commands`, { script: "seq 1 10000" });
+    const output = await fetch(`${api}/workspaces/${id}/commands/${long.body.commandId}/output`, {
+      headers: { authorization: `Bearer ${ADMIN}` },
+    });
+    const audit = await call("GET", `/workspaces/${id}/commands?limit=5`);
+
+    // Assess
+    expect(argv).toMatchObject({
+      status: 200,
+      body: { status: "succeeded", stdout: "hello from /tmp\n" },
+    });
+    expect(script.body).toMatchObject({ status: "failed", exitCode: 1, stdout: "one\n" });
+    expect(long.body).toMatchObject({ status: "succeeded", truncated: true });
+    expect(String(long.body.stdout)).toHaveLength(24_000);
+    expect((await output.text()).length).toBe(48_894);
+    const commands = audit.body.commands as { kind: string; envKeys: string[] }[];
+    expect(commands.map((c) => c.kind)).toEqual(["script", "script", "argv"]);
+    expect(commands[2]?.envKeys).toEqual(["GREETING"]);
+    expect(JSON.stringify(audit.body)).not.toContain("hello");
+  });
+
   it("serves the external-workspace flow", async () => {
     const created = await call("POST", "/workspaces", { name: "laptop", runtime: "external" });
     expect(created.status).toBe(201);
