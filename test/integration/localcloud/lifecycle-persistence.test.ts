@@ -78,11 +78,14 @@ async function describeOne(t: TestCloud, id: string): Promise<Instance> {
   return inst;
 }
 
+// Generous: boots and stops are timers that a loaded machine runs late.
+const WAIT_MS = 20_000;
+
 async function waitForState(t: TestCloud, id: string, state: string): Promise<Instance> {
   return waitFor(async () => {
     const inst = await describeOne(t, id);
     return inst.State?.Name === state ? inst : undefined;
-  });
+  }, WAIT_MS);
 }
 
 async function listed(t: TestCloud, id: string): Promise<string | undefined> {
@@ -115,7 +118,10 @@ describe("restart with stopped, stopping and starting instances", () => {
     const running = await launchOnline(first);
     await waitForState(first, hibernated, "running");
     const boots = join(dir, "instances", stopped, "boots.txt");
-    await waitFor(async () => ((await readFile(boots, "utf8").catch(() => "")) ? true : undefined));
+    await waitFor(
+      async () => ((await readFile(boots, "utf8").catch(() => "")) ? true : undefined),
+      WAIT_MS,
+    );
     await first.ec2.send(new StopInstancesCommand({ InstanceIds: [hibernated], Hibernate: true }));
     await first.ec2.send(new StopInstancesCommand({ InstanceIds: [stopped] }));
     await waitForState(first, hibernated, "stopped");
@@ -167,14 +173,17 @@ describe("restart with stopped, stopping and starting instances", () => {
     const stoppedNow = await waitForState(fourth, running, "stopped");
     expect(stoppedNow.StateReason?.Code).toBe("Client.UserInitiatedShutdown");
     await waitForState(fourth, stopped, "running");
-    await waitFor(async () => ((await listed(fourth, stopped)) === "Online" ? true : undefined));
+    await waitFor(
+      async () => ((await listed(fourth, stopped)) === "Online" ? true : undefined),
+      WAIT_MS,
+    );
     expect(await readFile(boots, "utf8")).toBe("boot\n");
     const out = await waitFor(async () => {
       const o = await fourth.ssm.send(
         new GetCommandInvocationCommand({ CommandId: waitingId, InstanceId: stopped }),
       );
       return o.Status === "Success" ? o : undefined;
-    });
+    }, WAIT_MS);
     expect(out.StandardOutputContent).toBe("ran after the restarts\n");
   });
 });
