@@ -4,6 +4,7 @@ import { type Model, ModelViolation, type ModelWorkspace, type System } from "./
 import {
   describeOp,
   FAULT_ACTIONS,
+  type FaultMode,
   type Op,
   PLUGINS,
   runOp,
@@ -22,21 +23,48 @@ import { passTime } from "./time.js";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** A workspace the model knows, by index modulo their number. */
-const ws = fc.nat({ max: 15 });
-const plugin = fc.constantFrom(...PLUGINS);
+/** A workspace the model knows (see `targetOf`): mostly a live one that can take the op. */
+const ws = fc.nat({ max: 19 });
+// Mostly one plugin, so that uninstalls and upgrades meet an installed one.
+const plugin = fc.oneof(
+  { weight: 3, arbitrary: fc.constant(PLUGINS[0]) },
+  { weight: 2, arbitrary: fc.constantFrom(...PLUGINS) },
+);
 const service = fc.constantFrom<Service>("ec2", "ssm", "s3");
 
-const faultOp: fc.Arbitrary<Op> = service.chain((s) =>
+// null: until the next faults-off.
+const times = fc.option(fc.integer({ min: 1, max: 3 }), { nil: null });
+
+const anyFault: fc.Arbitrary<Op> = service.chain((s) =>
   fc.record({
     kind: fc.constant("fault" as const),
     service: fc.constant(s),
     action: fc.constantFrom(...FAULT_ACTIONS[s]),
-    mode: fc.constantFrom("throttle", "server", "drop", "slow", "timeout" as const),
-    // null: until the next faults-off.
-    times: fc.option(fc.integer({ min: 1, max: 3 }), { nil: null }),
+    mode: fc.constantFrom<FaultMode>("throttle", "server", "drop", "slow", "timeout"),
+    times,
   }),
 );
+
+/** An answer lost after the call took effect, on the calls whose loss the product must survive. */
+const lostAnswer: fc.Arbitrary<Op> = fc
+  .constantFrom<[Service, string]>(
+    ["ec2", "RunInstances"],
+    ["ec2", "TerminateInstances"],
+    ["ssm", "SendCommand"],
+    ["s3", "PutObject"],
+  )
+  .chain(([s, action]) =>
+    fc.record({
+      kind: fc.constant("fault" as const),
+      service: fc.constant(s),
+      action: fc.constant(action),
+      mode: fc.constantFrom<FaultMode>("drop", "timeout"),
+      // At least two: the SDK's second attempt must lose its answer too (SendCommand has none).
+      times: fc.option(fc.integer({ min: 2, max: 4 }), { nil: null, freq: 2 }),
+    }),
+  );
+
+const faultOp: fc.Arbitrary<Op> = fc.oneof(anyFault, lostAnswer);
 
 /** One operation, weighted towards what moves workspaces and plugins. */
 export const opArb: fc.Arbitrary<Op> = fc.oneof(
@@ -44,10 +72,10 @@ export const opArb: fc.Arbitrary<Op> = fc.oneof(
     weight: 4,
     arbitrary: fc.record({
       kind: fc.constant("create" as const),
-      external: fc.integer({ min: 0, max: 3 }).map((n) => n === 0),
+      external: fc.integer({ min: 0, max: 4 }).map((n) => n === 0),
     }),
   },
-  { weight: 2, arbitrary: fc.record({ kind: fc.constant("restart" as const), ws }) },
+  { weight: 3, arbitrary: fc.record({ kind: fc.constant("restart" as const), ws }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant("delete" as const), ws }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant("mint" as const), ws }) },
   {
@@ -59,7 +87,7 @@ export const opArb: fc.Arbitrary<Op> = fc.oneof(
     }),
   },
   {
-    weight: 6,
+    weight: 8,
     arbitrary: fc.record({
       kind: fc.constantFrom("install" as const, "install" as const, "uninstall" as const),
       ws,
@@ -70,8 +98,8 @@ export const opArb: fc.Arbitrary<Op> = fc.oneof(
     weight: 1,
     arbitrary: fc.record({ kind: fc.constant("crash" as const), ws, pick: fc.nat({ max: 3 }) }),
   },
-  { weight: 4, arbitrary: fc.constant({ kind: "sweep" as const }) },
-  { weight: 5, arbitrary: faultOp },
+  { weight: 6, arbitrary: fc.constant({ kind: "sweep" as const }) },
+  { weight: 6, arbitrary: faultOp },
   { weight: 1, arbitrary: fc.constant({ kind: "faults-off" as const }) },
   {
     weight: 1,

@@ -34,7 +34,10 @@ import { probePath } from "./ops.js";
  * 7. no false death: an instance-backed workspace is `offline` or `failed` only when the model
  *    crashed its recorded instance, or `failed` with none after its provision timeout;
  * 8. a workspace is `removing`/`removed` only once a DELETE was sent, and always once one
- *    answered.
+ *    answered;
+ * 9. ownership by ClientToken: no instance a workspace is on now (recorded, or launched under
+ *    its current ClientToken) is shutting down or terminated while the workspace is not
+ *    removing — a restart, a provision timeout and a spent token move the generation on first.
  *
  * At the end besides: nothing left half-done — no workspace `removing`, no instance-backed one
  * `provisioning`, no plugin record `installing` or `uninstalling`.
@@ -97,6 +100,7 @@ function stepChecks(
     ["5 (event chains)", () => eventChains(sys, truth)],
     ["7 (no false death)", () => falseDeaths(model, sys, truth)],
     ["8 (removal follows DELETE)", () => removalFollowsDelete(model, truth)],
+    ["9 (a live workspace's instance is not terminated)", () => killedWhileOwned(truth)],
   ];
 }
 
@@ -151,6 +155,21 @@ function deadButRunning(truth: Truth): string[] {
     if (row.status !== "offline" && row.status !== "failed") continue;
     for (const inst of currentInstances(row, truth)) {
       if (running(inst)) out.push(`${row.id} is ${row.status} while ${inst.id} is ${inst.state}`);
+    }
+  }
+  return out;
+}
+
+function killedWhileOwned(truth: Truth): string[] {
+  const out: string[] = [];
+  for (const row of truth.rows) {
+    if (gone(row.status)) continue;
+    for (const inst of currentInstances(row, truth)) {
+      if (inst.state === "shutting-down" || inst.state === "terminated") {
+        out.push(
+          `${row.id} is ${row.status} at generation ${row.generation}; ${inst.id} (${inst.clientToken}) is ${inst.state}`,
+        );
+      }
     }
   }
   return out;

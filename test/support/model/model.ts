@@ -56,6 +56,8 @@ export interface Model {
   lagSeenMs: number;
   /** What each step did, newest last: printed with a failure. */
   trace: string[];
+  /** How often each answer (`install 202`) and each kind of status change was reached. */
+  reached: Map<string, number>;
   figures: RunFigures;
 }
 
@@ -65,8 +67,14 @@ export const emptyModel = (): Model => ({
   lagMs: 0,
   lagSeenMs: 0,
   trace: [],
+  reached: new Map(),
   figures: zeroFigures(),
 });
+
+/** Counts one more of `what` in a tally. */
+export function tally(counts: Map<string, number>, what: string, n = 1): void {
+  counts.set(what, (counts.get(what) ?? 0) + n);
+}
 
 /** The system under test, as fast-check's `Real`. */
 export interface System {

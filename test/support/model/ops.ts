@@ -1,12 +1,11 @@
+import { randomUUID } from "node:crypto";
 import { readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { eq } from "drizzle-orm";
-import { workspaces } from "../../../lib/db/schema.js";
 import { runSweep } from "../../../lib/sweep/run.js";
 import { instanceToken } from "../../../lib/workspaces/tokens.js";
 import type { FaultSpec } from "../../integration/compute/cloud.js";
 import { ADMIN_TOKEN } from "../context.js";
-import { type Model, ModelViolation, type ModelWorkspace, type System } from "./model.js";
+import { type Model, ModelViolation, type ModelWorkspace, type System, tally } from "./model.js";
 import type { Caller } from "./world.js";
 
 /**
@@ -41,7 +40,7 @@ export type Op =
   | { kind: "restart"; ws: number }
   | { kind: "delete"; ws: number }
   | { kind: "mint"; ws: number }
-  /** `stale`: an older token (the previous generation's instance, the first external one). */
+  /** `stale`: an older token (the oldest running instance's, the external's first one). */
   | { kind: "register" | "heartbeat"; ws: number; stale: boolean }
   | { kind: "install" | "uninstall"; ws: number; plugin: PluginName }
   | { kind: "crash"; ws: number; pick: number }
@@ -140,7 +139,14 @@ async function answer(res: Response): Promise<Answer> {
  * Throws unless the answer is one the product may give this op. `WORKSPACE_REMOVED` is allowed
  * only once a DELETE of the workspace was sent: a live workspace is never called removed.
  */
-function allow(what: string, a: Answer, statuses: readonly number[], ws?: ModelWorkspace): void {
+function allow(
+  model: Model,
+  what: string,
+  a: Answer,
+  statuses: readonly number[],
+  ws?: ModelWorkspace,
+): void {
+  tally(model.reached, `${what.replace(/\(.*$/, "")} ${a.status}${a.code ? ` ${a.code}` : ""}`);
   if (!statuses.includes(a.status)) {
     throw new ModelViolation(`${what} answered ${a.status} ${JSON.stringify(a.body)}`);
   }
@@ -149,11 +155,34 @@ function allow(what: string, a: Answer, statuses: readonly number[], ws?: ModelW
   }
 }
 
-/** The workspace an op acts on, decided when its burst starts: `ws` modulo the known ones. */
-export const targetOf = (model: Model, op: Op): ModelWorkspace | undefined =>
-  "ws" in op && model.workspaces.length > 0
-    ? model.workspaces[op.ws % model.workspaces.length]
-    : undefined;
+/** `ws` from here on picks among the live workspaces of either kind. */
+export const ANY_LIVE = 12;
+/** `ws` from here on picks among every workspace, removed ones included. */
+export const ANY_WORKSPACE = 16;
+
+// What only an instance can do: for these, small `ws` values pick instance-backed workspaces.
+const ON_INSTANCES = new Set<Op["kind"]>(["install", "uninstall", "restart", "crash"]);
+
+/**
+ * The workspace an op acts on, decided when its burst starts: `ws` modulo a group of the known
+ * workspaces — the live ones no DELETE was sent for (instance-backed ones first for the ops
+ * only an instance can take, below {@link ANY_LIVE}), or all of them from
+ * {@link ANY_WORKSPACE} — so most ops act where they can do something and some where they
+ * must be refused. An empty group falls back to all.
+ */
+export function targetOf(model: Model, op: Op): ModelWorkspace | undefined {
+  if (!("ws" in op) || model.workspaces.length === 0) return undefined;
+  const live = model.workspaces.filter((w) => !w.deleting);
+  const instances = live.filter((w) => !w.external);
+  let among =
+    op.ws >= ANY_WORKSPACE
+      ? model.workspaces
+      : op.ws >= ANY_LIVE || !ON_INSTANCES.has(op.kind)
+        ? live
+        : instances;
+  if (among.length === 0) among = model.workspaces;
+  return among[op.ws % among.length];
+}
 
 /** The route a token probe calls: authenticated first, then refused for its invalid name. */
 export const probePath = (workspaceId: string) =>
@@ -187,7 +216,7 @@ export async function runOp(
           body: op.external ? { name: "model-ext", runtime: "external" } : { name: "model" },
         }),
       );
-      allow(label, a, [201]);
+      allow(model, label, a, [201]);
       const w = a.body.workspace as { id: string; status: string };
       const token = a.body.token as string | undefined;
       const expected = op.external ? "awaiting_agent" : "provisioning";
@@ -224,9 +253,9 @@ export async function runOp(
             : ["POST", `/workspaces/${ws.id}/tokens`];
       const a = await answer(await call(method, path));
       if (op.kind === "restart") {
-        allow(label, a, ws.external ? [422] : [202, 409], ws);
+        allow(model, label, a, ws.external ? [422] : [202, 409], ws);
       } else if (op.kind === "delete") {
-        allow(label, a, [200, 202], ws);
+        allow(model, label, a, [200, 202], ws);
         const status = (a.body.workspace as { status: string }).status;
         const promised = a.status === 200 ? "removed" : "removing";
         if (status !== promised) {
@@ -234,7 +263,7 @@ export async function runOp(
         }
         ws.deleted = true;
       } else {
-        allow(label, a, [201, 409], ws);
+        allow(model, label, a, [201, 409], ws);
         if (a.status === 201) ws.tokens.push(a.body.token as string);
       }
       return `${label} ws${ws.n} → ${a.status}${a.code ? ` ${a.code}` : ""}`;
@@ -246,18 +275,20 @@ export async function runOp(
       if (ws.external) {
         token = op.stale ? ws.tokens[0] : ws.tokens[ws.tokens.length - 1];
       } else {
-        // The agent on an instance holds the token derived for the generation it was launched
-        // with; a stale agent is the previous generation's.
-        const [row] = await sys.observer.db
-          .select({ generation: workspaces.generation })
-          .from(workspaces)
-          .where(eq(workspaces.id, ws.id));
-        const generation = Math.max(1, (row?.generation ?? 1) - (op.stale ? 1 : 0));
+        // Only an agent that runs can call: the one on a running instance of the workspace,
+        // with the token derived for the generation it was launched with (its tag). A stale
+        // agent is the oldest one still running (a replaced instance not terminated yet).
+        const generations = (await sys.run.cloud.instances())
+          .filter((i) => i.tags["wcp:workspace-id"] === ws.id && i.state === "running")
+          .map((i) => Number(i.tags["wcp:generation"]))
+          .sort((a, b) => a - b);
+        const generation = op.stale ? generations[0] : generations[generations.length - 1];
+        if (generation === undefined) return `${label} ws${ws.n}: no agent runs`;
         token = instanceToken(ADMIN_TOKEN, ws.id, generation).token;
       }
       if (token === undefined) return `${label} ws${ws.n}: no token`;
       const a = await answer(await call("POST", `/registry/${op.kind}`, { token }));
-      allow(label, a, [200, 401], ws);
+      allow(model, label, a, [200, 401], ws);
       if (a.status === 200 && deletedBefore) {
         throw new ModelViolation(`${label}: a token of ws${ws.n} worked after its DELETE answered`);
       }
@@ -277,7 +308,7 @@ export async function runOp(
         : op.kind === "install"
           ? [200, 202, 409, 502, 503]
           : [200, 202, 404, 409, 502, 503];
-      allow(label, a, allowed, ws);
+      allow(model, label, a, allowed, ws);
       if (a.status === 409 && a.code !== "PLUGIN_BUSY" && a.code !== "WORKSPACE_REMOVED") {
         throw new ModelViolation(`${label} answered 409 ${a.code}`);
       }
@@ -326,9 +357,11 @@ export async function runOp(
       const bumped = text.replace(/^version: "(\d+)\.(\d+)\.(\d+)"$/m, (_, a, b, c) => {
         return `version: "${a}.${b}.${Number(c) + 1}"`;
       });
-      // Renamed into place: a staging that reads it meanwhile sees one version or the other.
-      await writeFile(`${file}.next`, bumped);
-      await rename(`${file}.next`, file);
+      // Written beside the registry and renamed into place: a staging that reads the plugin
+      // meanwhile sees one version or the other, never a stray file.
+      const next = `${sys.run.pluginsDir}.${op.plugin}.${randomUUID()}`;
+      await writeFile(next, bumped);
+      await rename(next, file);
       return `${label} → ${/^version: "(.*)"$/m.exec(bumped)?.[1]}`;
     }
     default: {

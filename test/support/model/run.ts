@@ -1,7 +1,9 @@
+import { sql } from "drizzle-orm";
 import fc from "fast-check";
+import { rowsOf } from "../../../lib/workspaces/transition.js";
 import { commandArb } from "./commands.js";
 import { checkEnd, snapshot } from "./invariants.js";
-import { emptyModel, type RunFigures, zeroFigures } from "./model.js";
+import { emptyModel, type RunFigures, type System, tally, zeroFigures } from "./model.js";
 import { settle } from "./time.js";
 import { openModelWorld } from "./world.js";
 
@@ -33,6 +35,8 @@ export interface ModelReport extends RunFigures {
   seed: number;
   /** Sweep rounds the fixpoints took, in total. */
   settleRounds: number;
+  /** How often each answer and each kind of status change (its event's reason) was reached. */
+  reached: Record<string, number>;
   seconds: number;
   /** The failure report (seed, path, counterexample, trace), or null. */
   failure: string | null;
@@ -66,6 +70,7 @@ export async function runModel(opts: ModelOptions): Promise<ModelReport> {
   const totals = zeroFigures();
   let runs = 0;
   let settleRounds = 0;
+  const reached = new Map<string, number>();
   const property = fc.asyncProperty(
     fc.commands([commandArb], {
       maxCommands: opts.maxCommands,
@@ -89,6 +94,8 @@ export async function runModel(opts: ModelOptions): Promise<ModelReport> {
         await checkEnd(model, sys);
       } finally {
         for (const k of Object.keys(totals) as (keyof RunFigures)[]) totals[k] += model.figures[k];
+        for (const [k, n] of model.reached) tally(reached, k, n);
+        for (const [k, n] of await statusChanges(sys)) tally(reached, k, n);
         opts.onTrace?.(model.trace);
         await run.end();
       }
@@ -119,10 +126,27 @@ export async function runModel(opts: ModelOptions): Promise<ModelReport> {
       runs,
       seed,
       settleRounds,
+      reached: Object.fromEntries([...reached].sort(([a], [b]) => a.localeCompare(b))),
       seconds: Math.round((performance.now() - started) / 100) / 10,
       failure,
     };
   } finally {
     await world.close();
   }
+}
+
+/** The run's status changes by kind: each event's reason with its ids taken out. */
+async function statusChanges(sys: System): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  const result = await sys.observer.db.execute(
+    sql`select "from", "to", reason from workspace_events`,
+  );
+  for (const e of rowsOf(result)) {
+    const reason = String(e.reason)
+      .replace(/i-[0-9a-f]{17}/g, "i-…")
+      .replace(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g, "…")
+      .replace(/generation \d+/g, "generation N");
+    tally(out, `event ${String(e.from ?? "∅")}→${String(e.to)}: ${reason}`);
+  }
+  return out;
 }

@@ -30,11 +30,12 @@ const CLIENTS = { maxAttempts: 2, requestTimeoutMs: 500, connectionTimeoutMs: 50
 /** Product settings of a run: short graces and waits, so a run is seconds, not minutes. */
 export const RUN_ENV = {
   // Longer than the largest describe lag the model sets (400 ms), as AWS's lag is (usually)
-  // shorter than the default 300 s grace; the sweeps that stand for time passing move past it.
-  LAUNCH_GRACE_SECONDS: "2",
+  // shorter than the default 300 s grace; short enough that sweeps within a run pass it.
+  LAUNCH_GRACE_SECONDS: "1",
   // Installs answer 202 after a second and the sweep finishes them: both paths get exercised.
   INSTALL_SYNC_WAIT_SECONDS: "1",
-  PROVISION_TIMEOUT_SECONDS: "600",
+  // Within reach of a run's time steps, so giving up on a workspace is part of what is tested.
+  PROVISION_TIMEOUT_SECONDS: "300",
   REMOTE_STALE_AFTER_SECONDS: "90",
 };
 
