@@ -9,7 +9,7 @@ import { modelOptionsFromEnv, runModel } from "../../support/model/run.js";
 //   MODEL_SEED=… MODEL_PATH=… npx vitest run --project db:postgres test/integration/postgres/model.test.ts
 
 it("random interleavings keep every invariant, and the sweep settles to a state that is true", async () => {
-  const report = await runModel(modelOptionsFromEnv(inject("pgUrl"), { runs: 4, maxCommands: 10 }));
+  const report = await runModel(modelOptionsFromEnv(inject("pgUrl"), { runs: 8, maxCommands: 12 }));
   const { reached, failure, ...figures } = report;
   console.log(`model: ${JSON.stringify({ ...figures, failed: failure !== null })}`);
   if (process.env.MODEL_REACHED === "1") console.log(JSON.stringify(reached, null, 1));
