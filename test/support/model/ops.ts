@@ -321,7 +321,13 @@ export async function runOp(
       );
       const victim = mine[op.pick % Math.max(1, mine.length)];
       if (!victim) return `${label} ws${ws.n}: nothing running`;
-      await sys.run.cloud.crash(victim.id);
+      // A terminate racing the crash wins sometimes: the control API answers 409 then.
+      const res = await fetch(`${sys.run.cloud.url}/_localcloud/instances/${victim.id}/crash`, {
+        method: "POST",
+      });
+      await res.body?.cancel();
+      if (res.status === 409) return `${label} ws${ws.n} → ${victim.id} was terminating`;
+      if (res.status !== 200) throw new Error(`crash answered ${res.status}`);
       model.crashed.add(victim.id);
       return `${label} ws${ws.n} → ${victim.id} (${victim.clientToken})`;
     }
