@@ -43,6 +43,8 @@ export type Op =
   /** `stale`: an older token (the oldest running instance's, the external's first one). */
   | { kind: "register" | "heartbeat"; ws: number; stale: boolean }
   | { kind: "install" | "uninstall"; ws: number; plugin: PluginName }
+  /** A new version of the plugin is published, then installed. */
+  | { kind: "upgrade"; ws: number; plugin: PluginName }
   | { kind: "crash"; ws: number; pick: number }
   | { kind: "sweep" }
   | { kind: "fault"; service: Service; action: string; mode: FaultMode; times: number | null }
@@ -63,6 +65,7 @@ export function describeOp(op: Op): string {
       return `${op.kind}(#${op.ws}${op.stale ? ", stale" : ""})`;
     case "install":
     case "uninstall":
+    case "upgrade":
       return `${op.kind}(#${op.ws}, ${op.plugin})`;
     case "crash":
       return `crash(#${op.ws}/${op.pick})`;
@@ -161,7 +164,7 @@ export const ANY_LIVE = 12;
 export const ANY_WORKSPACE = 16;
 
 // What only an instance can do: for these, small `ws` values pick instance-backed workspaces.
-const ON_INSTANCES = new Set<Op["kind"]>(["install", "uninstall", "restart", "crash"]);
+const ON_INSTANCES = new Set<Op["kind"]>(["install", "uninstall", "upgrade", "restart", "crash"]);
 
 /**
  * The workspace an op acts on, decided when its burst starts: `ws` modulo a group of the known
@@ -294,6 +297,11 @@ export async function runOp(
       }
       return `${label} ws${ws.n} → ${a.status}${a.status === 200 ? ` ${String(a.body.status)}` : ""}`;
     }
+    case "upgrade": {
+      const published = await runOp(model, sys, caller, { kind: "publish", plugin: op.plugin }, ws);
+      const installed = await runOp(model, sys, caller, { ...op, kind: "install" }, ws);
+      return `${published}; ${installed}`;
+    }
     case "install":
     case "uninstall": {
       const a = await answer(
@@ -309,6 +317,9 @@ export async function runOp(
           ? [200, 202, 409, 502, 503]
           : [200, 202, 404, 409, 502, 503];
       allow(model, label, a, allowed, ws);
+      // A send whose answer was lost: the program may run, the sweep must find out.
+      if (a.status === 202 && a.body.commandId === null)
+        tally(model.reached, `${op.kind} 202 unconfirmed`);
       if (a.status === 409 && a.code !== "PLUGIN_BUSY" && a.code !== "WORKSPACE_REMOVED") {
         throw new ModelViolation(`${label} answered 409 ${a.code}`);
       }

@@ -148,5 +148,10 @@ async function statusChanges(sys: System): Promise<Map<string, number>> {
       .replace(/generation \d+/g, "generation N");
     tally(out, `event ${String(e.from ?? "∅")}→${String(e.to)}: ${reason}`);
   }
+  const plugins = await sys.observer.db.execute(sql`select state, error from workspace_plugins`);
+  for (const p of rowsOf(plugins)) {
+    const why = p.error === null ? "" : `: ${String(p.error).replace(/\d+/g, "N").slice(0, 60)}`;
+    tally(out, `plugin ${String(p.state)}${why}`);
+  }
   return out;
 }
