@@ -169,6 +169,14 @@ function uploadError(
   );
 }
 
+/** 409: the workspace restarted or stopped while the operation was being prepared. */
+const movedOn = () =>
+  new ApiError(
+    "WORKSPACE_STATE_CONFLICT",
+    "The workspace was restarted or stopped while the operation was being prepared; nothing was sent.",
+    { hint: "Retry: the running check looks at its current instance." },
+  );
+
 /** 409 PLUGIN_BUSY, naming the operation that holds the record. */
 function pluginBusy(row: WorkspacePluginRow): ApiError {
   const op = row.state === "uninstalling" ? "uninstall" : "install";
@@ -417,6 +425,8 @@ export function pluginRoutes(sources: SourceRegistry = defaultSourceRegistry()) 
           throw pluginBusy(outcome.row);
         case "workspace-removed":
           throw new ApiError("WORKSPACE_REMOVED", "The workspace is removed.");
+        case "moved-on":
+          throw movedOn();
         case "upload-failed":
           throw uploadError(deps, outcome);
         case "out-of-time":
@@ -506,6 +516,8 @@ export function pluginRoutes(sources: SourceRegistry = defaultSourceRegistry()) 
           );
         case "workspace-removed":
           throw new ApiError("WORKSPACE_REMOVED", "The workspace is removed.");
+        case "moved-on":
+          throw movedOn();
         case "not-installed":
           throw new ApiError("PLUGIN_NOT_INSTALLED", `Plugin "${name}" is not installed here.`);
         case "busy":

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { checkStep } from "./invariants.js";
-import { type Model, ModelViolation, type ModelWorkspace, type System } from "./model.js";
+import type { Model, System } from "./model.js";
 import {
   describeOp,
   FAULT_ACTIONS,
@@ -128,10 +128,8 @@ export class BurstCommand implements fc.AsyncCommand<Model, System> {
     const targets = this.ops.map((op) => targetOf(model, op));
     const started: Promise<string>[] = [];
     for (const [i, op] of this.ops.entries()) {
-      const after = knownDefectOrder(this.ops, targets, i).map((j) => started[j]);
       started.push(
         (async () => {
-          await Promise.allSettled(after);
           await sleep(this.stagger[i] ?? 0);
           model.figures.ops++;
           const caller = sys.run.apis[(i + this.offset) % sys.run.apis.length];
@@ -189,30 +187,6 @@ export class TimePassesCommand implements fc.AsyncCommand<Model, System> {
   toString(): string {
     return `time(${this.seconds} s)`;
   }
-}
-
-/**
- * KNOWN DEFECT, excluded here and nowhere else (model seed 1075881942, path 7; the scenario is
- * `test/integration/db/model-findings.test.ts`): an install whose claim lands after a restart
- * of the same workspace is recorded `installed` for the old instance, and the new instance
- * never gets the plugin (invariant 6). Until that is fixed, a restart and an install (or an
- * upgrade) of the same workspace in one burst run one after the other, in burst order; every
- * other pair still runs side by side. Returns the indexes op `i` must wait for. Delete this
- * once it is fixed.
- */
-function knownDefectOrder(
-  ops: readonly Op[],
-  targets: readonly (ModelWorkspace | undefined)[],
-  i: number,
-): number[] {
-  const installs = (k: string | undefined) => k === "install" || k === "upgrade";
-  const clash = (a: string | undefined, b: string | undefined) =>
-    (a === "restart" && installs(b)) || (installs(a) && b === "restart");
-  const target = targets[i];
-  if (target === undefined) return [];
-  return ops.flatMap((o, j) =>
-    j < i && targets[j] === target && clash(ops[i]?.kind, o.kind) ? [j] : [],
-  );
 }
 
 /** What the product logged as an error since the last step goes into the trace. */
