@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { checkStep } from "./invariants.js";
-import type { Model, System } from "./model.js";
+import { type Model, ModelViolation, type System } from "./model.js";
 import {
   describeOp,
   FAULT_ACTIONS,
