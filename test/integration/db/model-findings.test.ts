@@ -10,8 +10,7 @@ import { createTestContext, dbKind, type TestContext } from "../../support/conte
 import { type ComputeCloud, startComputeCloud, waitFor } from "../compute/cloud.js";
 
 // Defects the model-based test (test/integration/postgres/model.test.ts) found, each reduced to
-// the smallest scenario that shows it, with the model's seed. Each is marked `it.fails` while
-// the defect stands: it runs, and turns red the day the defect is fixed — then drop `.fails`.
+// the smallest scenario that shows it, with the model's seed; each failed before its fix.
 
 let c: ComputeCloud;
 let t: TestContext;
@@ -106,13 +105,13 @@ describe(`defects the model found, over ${dbKind()}`, () => {
     expect(record?.state === "installed" || record?.state === "failed" || !record).toBe(true);
   });
 
-  // Found by reading lib/plugins/reconcile.ts while building the model; not yet reached by it.
+  // Found by reading lib/plugins/reconcile.ts while building the model.
   // An upgrade whose SendCommand answer was lost ran on the instance (the new version is in
   // place), but no sweep found its command before the claim expired (7 minutes without a
   // sweep, or ListCommands refused that long): `driveOperation` ends an expired claim on the
   // same instance as `unchanged` — the record goes back to the old version, `installed` —
   // without looking in SSM's history first, though the send's outcome was unknown.
-  it.fails("KNOWN DEFECT: an expired upgrade whose send was lost goes back to a version the instance no longer holds", async () => {
+  it("an expired upgrade whose send was lost ends as SSM's history says, not back at a version the instance no longer holds", async () => {
     // Prepare: 1.2.0 installed; 1.2.1 published; its send's answer lost, the program ran.
     const ws = await createRunning();
     const dir = (await c.instance(ws.instanceId ?? "")).dir;
@@ -134,14 +133,18 @@ describe(`defects the model found, over ${dbKind()}`, () => {
       (await readFile(installed, "utf8").catch(() => "")).includes("1.2.1") ? true : undefined,
     );
 
-    // Act: the first sweep to look at the claim comes after it expired.
-    await sweep(["plugins"], later(INSTALL_CLAIM_MS + 60_000));
+    // Act: the first sweep to look at the claim comes after it expired; it finds the command
+    // in SSM's history, and the next reads its result.
+    const record = await waitFor(async () => {
+      await sweep(["plugins"], later(INSTALL_CLAIM_MS + 60_000));
+      const [r] = await listWorkspacePlugins(t.opened.db, ws.id);
+      return r?.state === "installing" ? undefined : r;
+    });
 
     // Assess
     expect(upgrade.status).toBe(202);
-    const [record] = await listWorkspacePlugins(t.opened.db, ws.id);
     const onDisk = (await readFile(installed, "utf8")).match(/^version: "(.*)"$/m)?.[1];
     expect(onDisk).toBe("1.2.1");
-    if (record?.state === "installed") expect(record.version).toBe(onDisk);
+    expect(record).toMatchObject({ state: "installed", version: "1.2.1" });
   });
 });
