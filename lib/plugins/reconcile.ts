@@ -92,7 +92,6 @@ export async function driveOperation(deps: Deps, row: WorkspacePluginRow): Promi
       return end({
         kind: "failed",
         error: `the ${kind} could not be confirmed within ${Math.round(age / 1000)} s (SSM's history did not answer); ${kind} it again`,
-        keepFailed: true,
       });
     }
     if (found !== null) {
