@@ -5,12 +5,13 @@ import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { promisify } from "node:util";
 import { build, type Metafile } from "esbuild";
-import { LAMBDA_EXTERNALS, SST_ESM_BANNER } from "../../infra/bundling.js";
+import { LAMBDA_EXTERNALS, LAMBDA_SPLITTING, SST_ESM_BANNER } from "../../infra/bundling.js";
 
 // The Lambda bundles as SST builds them (pkg/runtime/node/build.go in sst/sst 4.17: ESM, platform
 // node, target esnext, keepNames, the createRequire banner, minified, `sharp` and `pg-native`
-// plus our externals left out), and what they cost: size and the time to import one — most of a
-// cold start's own work. Used by test/infra/bundle.test.ts and readable by the bench.
+// plus our externals left out; with splitting, an `outdir` and `.mjs` chunks), and what they
+// cost: size and the time to import one — most of a cold start's own work. Used by
+// test/infra/bundle.test.ts and readable by the bench.
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 
@@ -31,14 +32,40 @@ export const LAMBDA_TEST_ENV = {
 };
 
 export interface LambdaBundle {
+  /** The entry file, the one Lambda imports. */
   file: string;
+  /** Bytes a cold start loads: the entry and the chunks it imports statically. */
   bytes: number;
+  /** Bytes shipped: every output file, lazily loaded chunks included. */
+  totalBytes: number;
+  /** Every output file, entry first. */
+  files: string[];
+  /** The output files a cold start loads ({@link bytes}), entry first. */
+  initialFiles: string[];
   metafile: Metafile;
 }
 
 /**
- * Builds one function into `outdir`. `minify: false` keeps esbuild's `// path` module markers and
- * identifier names (the IAM test reads which SDK commands each bundle sends).
+ * The outputs a cold start evaluates: `entry` and, transitively, the chunks it imports with
+ * static `import` statements; chunks reached only through `import()` wait for their first use.
+ */
+export function initialOutputs(metafile: Metafile, entry: string): string[] {
+  const seen = new Set<string>();
+  const visit = (out: string) => {
+    if (seen.has(out)) return;
+    seen.add(out);
+    for (const i of metafile.outputs[out]?.imports ?? []) {
+      if (i.kind === "import-statement" && !i.external) visit(i.path);
+    }
+  };
+  visit(entry);
+  return [...seen];
+}
+
+/**
+ * Builds one function into its own directory under `outdir`, as SST does. `minify: false` keeps
+ * esbuild's `// path` module markers and identifier names (the IAM test reads which SDK commands
+ * each bundle sends, in every chunk).
  */
 export async function buildLambdaBundle(
   name: LambdaName,
@@ -46,7 +73,7 @@ export async function buildLambdaBundle(
   opts: { minify?: boolean } = {},
 ): Promise<LambdaBundle> {
   const minify = opts.minify ?? true;
-  const file = join(outdir, `${name}.mjs`);
+  const dir = join(outdir, name);
   const result = await build({
     entryPoints: [join(ROOT, LAMBDA_ENTRIES[name])],
     absWorkingDir: ROOT,
@@ -60,11 +87,31 @@ export async function buildLambdaBundle(
     metafile: true,
     minify,
     banner: { js: SST_ESM_BANNER },
-    outfile: file,
+    ...(LAMBDA_SPLITTING
+      ? { splitting: true, outdir: dir, outExtension: { ".js": ".mjs" } }
+      : { outfile: join(dir, `${name}.mjs`) }),
     write: true,
     logLevel: "silent",
   });
-  return { file, bytes: statSync(file).size, metafile: result.metafile };
+  return describeOutputs(result.metafile, join(dir, `${name}.mjs`));
+}
+
+/** Sizes and files of a build whose entry output is `file` (an absolute path). */
+export function describeOutputs(metafile: Metafile, file: string): LambdaBundle {
+  const abs = (out: string) => join(ROOT, out);
+  const outputs = Object.keys(metafile.outputs).filter((o) => !o.endsWith(".map"));
+  const entry = outputs.find((o) => abs(o) === file);
+  if (entry === undefined) throw new Error(`no output ${file} in the metafile`);
+  const initial = initialOutputs(metafile, entry);
+  const size = (outs: string[]) => outs.reduce((n, o) => n + statSync(abs(o)).size, 0);
+  return {
+    file,
+    bytes: size(initial),
+    totalBytes: size(outputs),
+    files: [entry, ...outputs.filter((o) => o !== entry)].map(abs),
+    initialFiles: initial.map(abs),
+    metafile,
+  };
 }
 
 export interface ImportResult {
@@ -101,7 +148,10 @@ export async function importBundle(
 }
 
 export interface BundleFigures {
+  /** Loaded by a cold start (entry and its static chunks). */
   bytes: number;
+  /** Shipped (lazy chunks included). */
+  totalBytes: number;
   importMs: number;
 }
 
@@ -120,6 +170,7 @@ export async function bundleStats(runs = 3): Promise<Record<LambdaName, BundleFi
       times.sort((a, b) => a - b);
       figures[name] = {
         bytes: bundle.bytes,
+        totalBytes: bundle.totalBytes,
         importMs: Math.round(times[Math.floor(times.length / 2)] ?? Number.NaN),
       };
     }
