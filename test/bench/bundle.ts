@@ -1,7 +1,7 @@
 import { execFile } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { promisify } from "node:util";
 import { build, type Metafile } from "esbuild";
@@ -24,7 +24,9 @@ export const BUNDLE_STATS_FILE = join(ROOT, ".data", "bench", "bundle-stats.json
 /** The settings a Lambda needs to start (lib/config.ts, lambda mode); the Pool connects lazily. */
 export const LAMBDA_TEST_ENV = {
   ADMIN_TOKEN: "bundle-check-admin-token-0123456789",
-  DATABASE_URL: "postgres://u:p@127.0.0.1:1/db",
+  // A Neon host, so the Lambda's own driver is the one measured (SPEC §2; lib/db/client.ts picks
+  // by host). Nothing resolves or connects it: the first query would.
+  DATABASE_URL: "postgres://u:p@ep-bundle-check.us-east-1.aws.neon.tech/db",
   STAGING_BUCKET: "wcp-bundle-check",
   AWS_REGION: "us-east-1",
   DEPLOYMENT_ID: "bundle-check",
@@ -72,10 +74,22 @@ export async function buildLambdaBundle(
   outdir: string,
   opts: { minify?: boolean } = {},
 ): Promise<LambdaBundle> {
+  return buildAsSst(join(ROOT, LAMBDA_ENTRIES[name]), join(outdir, name), opts);
+}
+
+/**
+ * Builds `entry` (an absolute path) into `dir` with SST's settings for our functions; the
+ * entry's output is `dir/<entry's base name>.mjs`.
+ */
+export async function buildAsSst(
+  entry: string,
+  dir: string,
+  opts: { minify?: boolean } = {},
+): Promise<LambdaBundle> {
   const minify = opts.minify ?? true;
-  const dir = join(outdir, name);
+  const name = basename(entry).replace(/\.[cm]?[jt]s$/, "");
   const result = await build({
-    entryPoints: [join(ROOT, LAMBDA_ENTRIES[name])],
+    entryPoints: [entry],
     absWorkingDir: ROOT,
     platform: "node",
     format: "esm",
@@ -117,17 +131,40 @@ export function describeOutputs(metafile: Metafile, file: string): LambdaBundle 
 export interface ImportResult {
   importMs: number;
   handlerType: string;
+  /** With `trace`: every file Node loaded until the handler was ready, in load order. */
+  loaded?: string[];
 }
+
+/**
+ * Records each file URL Node's ESM loader loads (module.register load hook, run off the main
+ * thread, https://nodejs.org/api/module.html#customization-hooks) into `log`.
+ */
+const loadTracer = (log: string) =>
+  `data:text/javascript,${encodeURIComponent(
+    [
+      'import { appendFileSync } from "node:fs";',
+      "export async function load(url, context, next) {",
+      `  if (url.startsWith("file:")) appendFileSync(${JSON.stringify(log)}, url + "\\n");`,
+      "  return next(url, context);",
+      "}",
+    ].join("\n"),
+  )}`;
 
 /**
  * Imports a bundle in a fresh Node process whose working directory holds no node_modules — as on
  * Lambda, where only the bundle exists — with `env` as the whole environment (plus PATH).
+ * `trace` also lists the files the import loaded (the tracer slows it: time untraced runs).
  */
 export async function importBundle(
   file: string,
   env: Record<string, string> = LAMBDA_TEST_ENV,
+  opts: { trace?: boolean } = {},
 ): Promise<ImportResult> {
+  const log = join(dirname(file), `.loaded-${process.pid}-${Date.now()}.txt`);
   const script = [
+    ...(opts.trace
+      ? ['import { register } from "node:module";', `register(${JSON.stringify(loadTracer(log))});`]
+      : []),
     "const t0 = performance.now();",
     `const mod = await import(${JSON.stringify(pathToFileURL(file).href)});`,
     "const importMs = performance.now() - t0;",
@@ -144,7 +181,13 @@ export async function importBundle(
     },
   );
   const lastLine = stdout.trim().split("\n").at(-1) ?? "";
-  return JSON.parse(lastLine) as ImportResult;
+  const result = JSON.parse(lastLine) as ImportResult;
+  if (opts.trace) {
+    const urls = readFileSync(log, "utf8").split("\n").filter(Boolean);
+    rmSync(log, { force: true });
+    result.loaded = [...new Set(urls)].map((u) => fileURLToPath(u));
+  }
+  return result;
 }
 
 export interface BundleFigures {
