@@ -24,6 +24,12 @@
 export const LAMBDA_RUNTIME = "nodejs22.x";
 export const LAMBDA_ARCHITECTURE = "arm64";
 
+/**
+ * The esbuild plugins SST builds with (`nodejs.plugins`, a path from the project root; the
+ * list is infra/esbuild-plugins.mjs): zod's English locale only.
+ */
+export const LAMBDA_ESBUILD_PLUGINS = "infra/esbuild-plugins.mjs";
+
 /** Dynamic imports become chunks loaded on demand (see above). */
 export const LAMBDA_SPLITTING = true;
 

@@ -1,5 +1,6 @@
 import {
   LAMBDA_ARCHITECTURE,
+  LAMBDA_ESBUILD_PLUGINS,
   LAMBDA_EXTERNALS,
   LAMBDA_RUNTIME,
   LAMBDA_SPLITTING,
@@ -25,6 +26,7 @@ export const lambdaDefaults = {
     format: "esm",
     minify: true,
     splitting: LAMBDA_SPLITTING,
+    plugins: LAMBDA_ESBUILD_PLUGINS,
     esbuild: { external: LAMBDA_EXTERNALS },
   },
   transform: {

@@ -6,6 +6,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { promisify } from "node:util";
 import { build, type Metafile } from "esbuild";
 import { LAMBDA_EXTERNALS, LAMBDA_SPLITTING, SST_ESM_BANNER } from "../../infra/bundling.js";
+import lambdaPlugins from "../../infra/esbuild-plugins.mjs";
 
 // The Lambda bundles as SST builds them (pkg/runtime/node/build.go in sst/sst 4.17: ESM, platform
 // node, target esnext, keepNames, the createRequire banner, minified, `sharp` and `pg-native`
@@ -101,6 +102,7 @@ export async function buildAsSst(
     metafile: true,
     minify,
     banner: { js: SST_ESM_BANNER },
+    plugins: lambdaPlugins,
     ...(LAMBDA_SPLITTING
       ? { splitting: true, outdir: dir, outExtension: { ".js": ".mjs" } }
       : { outfile: join(dir, `${name}.mjs`) }),

@@ -154,6 +154,7 @@ describe("the SST program", () => {
         format: "esm",
         minify: true,
         splitting: true,
+        plugins: "infra/esbuild-plugins.mjs",
         esbuild: { external: LAMBDA_EXTERNALS },
         architecture: "arm64",
       });
