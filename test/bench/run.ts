@@ -211,11 +211,12 @@ if (want("coldstart")) {
         "",
       ]),
       "What stands between the api and its floor: `@hono/zod-openapi` hands zod's whole namespace to",
-      "`extendZodWithOpenApi(z)`, so every zod schema class, the JSON-schema converters and every",
-      "locale stay in the cold start whatever our own imports do (the sweep, off the OpenAPI",
-      "helpers and importing `* as z`, carries zod's English locale only); drizzle and the route",
-      "declarations are the rest. Plugin staging (tar, YAML), the registry's manifest reader, the",
-      "reference UI and the database driver a URL does not pick load on first use.",
+      "`extendZodWithOpenApi(z)`, so every zod schema class and the JSON-schema converters stay in",
+      "its cold start whatever our own imports do (its locales are cut to English by",
+      "infra/esbuild-plugins.mjs); then drizzle, the OpenAPI generator and the route declarations.",
+      "The sweep, off the OpenAPI helpers and importing `* as z`, keeps only the zod it uses. Plugin",
+      "staging (tar, YAML), the registry's manifest reader, the reference UI and the database driver",
+      "a URL does not pick load on first use.",
     ].join("\n"),
   );
 }
