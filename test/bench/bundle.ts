@@ -1,6 +1,5 @@
 import { execFile } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { promisify } from "node:util";
@@ -198,31 +197,6 @@ export interface BundleFigures {
   /** Shipped (lazy chunks included). */
   totalBytes: number;
   importMs: number;
-}
-
-/**
- * Builds both functions the way SST deploys them (minified) into a temp dir outside the project
- * and imports each once. Import time is the median of `runs` fresh processes.
- */
-export async function bundleStats(runs = 3): Promise<Record<LambdaName, BundleFigures>> {
-  const dir = mkdtempSync(join(tmpdir(), "wcp-bundle-"));
-  try {
-    const figures = {} as Record<LambdaName, BundleFigures>;
-    for (const name of Object.keys(LAMBDA_ENTRIES) as LambdaName[]) {
-      const bundle = await buildLambdaBundle(name, dir);
-      const times: number[] = [];
-      for (let i = 0; i < runs; i++) times.push((await importBundle(bundle.file)).importMs);
-      times.sort((a, b) => a - b);
-      figures[name] = {
-        bytes: bundle.bytes,
-        totalBytes: bundle.totalBytes,
-        importMs: Math.round(times[Math.floor(times.length / 2)] ?? Number.NaN),
-      };
-    }
-    return figures;
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
 }
 
 /** Writes figures where the bench reads them ({@link BUNDLE_STATS_FILE}). */
