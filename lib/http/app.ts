@@ -8,7 +8,7 @@ import { safeError } from "../redact.js";
 import { type AppEnv, newRouter } from "./context.js";
 import { requestDeadline } from "./deadline.js";
 import { ApiError, DATABASE_RETRY_AFTER_SECONDS, errorBody, errorResponses } from "./errors.js";
-import { accessLog, bodyLimit } from "./middleware.js";
+import { accessLog, bodyLimit, emptyJsonBody } from "./middleware.js";
 import { referenceUi } from "./on-demand.js";
 import { commandRoutes } from "./routes/commands.js";
 import { instanceRoutes } from "./routes/instances.js";
@@ -41,6 +41,7 @@ export function createApp(deps: Deps, opts: AppOptions = {}) {
   app.use("*", requestDeadline(opts.requestBudgetMs));
   app.use("*", accessLog());
   app.use("*", bodyLimit());
+  app.use("*", emptyJsonBody());
 
   app.onError((err, c) => {
     const rid = c.get("requestId") ?? "unknown";
@@ -58,7 +59,7 @@ export function createApp(deps: Deps, opts: AppOptions = {}) {
       return render(
         new ApiError("VALIDATION_FAILED", "The body must be JSON.", {
           fields: [problem],
-          hint: "Send Content-Type: application/json.",
+          hint: "Send a JSON body with Content-Type: application/json.",
         }),
       );
     }

@@ -33,6 +33,26 @@ export const bodyLimit = (): MiddlewareHandler<AppEnv> => {
   };
 };
 
+/**
+ * `Content-Type: application/json` with an empty body (curl's `-H` on a POST without `-d`) is a
+ * request without a body: routes whose body is optional (stop, restart…) take it as such, and
+ * those that need one answer that it is missing — not "not valid JSON". Runs after
+ * {@link bodyLimit}, so reading the body here is bounded; Hono caches what it read.
+ */
+export const emptyJsonBody = (): MiddlewareHandler<AppEnv> =>
+  async function emptyJsonBody(c, next) {
+    const type = c.req.header("content-type") ?? "";
+    if (
+      /^application\/json\b/i.test(type) &&
+      (c.req.raw.body === null || (await c.req.raw.clone().arrayBuffer()).byteLength === 0)
+    ) {
+      const headers = new Headers(c.req.raw.headers);
+      headers.delete("content-type");
+      c.req.raw = new Request(c.req.raw.url, { method: c.req.raw.method, headers });
+    }
+    return next();
+  };
+
 /** One JSON line per request: method, route, status, duration, caller kind — never a token. */
 export const accessLog = (): MiddlewareHandler<AppEnv> =>
   async function accessLog(c, next) {

@@ -446,4 +446,26 @@ describe(`lifecycle over ${dbKind()}`, () => {
       `/workspaces/${working.id}/commands/${((await sent.json()) as { commandId: string }).commandId}/cancel`,
     );
   });
+
+  it("Content-Type: application/json with no body is a request without one (curl -H on a POST)", async () => {
+    // Prepare
+    const ws = await createOnline();
+    const headers = { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" };
+
+    // Act
+    const stop = await t.app.request(`/workspaces/${ws.id}/stop`, { method: "POST", headers });
+    const again = await t.app.request(`/workspaces/${ws.id}/stop`, {
+      method: "POST",
+      headers,
+      body: "",
+    });
+    const create = await t.app.request("/workspaces", { method: "POST", headers, body: "" });
+
+    // Assess
+    expect(stop.status).toBe(202);
+    expect((await workspaceOf(stop)).hibernated).toBe(false);
+    expect(again.status).toBe(202);
+    expect(create.status).toBe(400);
+    expect((await errorOf(create))[1].code).toBe("VALIDATION_FAILED");
+  });
 });
