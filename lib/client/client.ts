@@ -17,15 +17,17 @@ type CodesOf<O> = O extends { responses: infer R } ? CodeOf<R[keyof R]> : never;
 
 /**
  * Every error code a route declares, from the OpenAPI document; `NOT_FOUND` and
- * `METHOD_NOT_ALLOWED` answer paths no route owns. `NETWORK` and `BAD_ANSWER` are the client's
- * own: the server could not be reached, or answered something that is not this API's error.
+ * `METHOD_NOT_ALLOWED` answer paths no route owns. The rest are the client's own: `NETWORK`,
+ * the server could not be reached; `BAD_ANSWER`, it answered something that is not this API's
+ * error; `UNEXPECTED_STATUS`, a wait ended in a status other than the awaited one (`failed`).
  */
 export type WcpErrorCode =
   | CodesOf<Operation>
   | "NOT_FOUND"
   | "METHOD_NOT_ALLOWED"
   | "NETWORK"
-  | "BAD_ANSWER";
+  | "BAD_ANSWER"
+  | "UNEXPECTED_STATUS";
 
 /** What an error body carries. */
 export interface WcpErrorBody {
