@@ -1,5 +1,6 @@
 import { execFile } from "node:child_process";
 import { resolve } from "node:path";
+import { PassThrough } from "node:stream";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { components } from "../../../lib/client/client.js";
@@ -149,6 +150,37 @@ describe("wcp", () => {
     const after = restarted.json<{ workspace: Workspace }>().workspace;
     expect(after.status).toBe("online");
     expect(after.generation).toBe(ws.generation + 1);
+  });
+
+  it("shows a spinner with the elapsed time on a terminal, and nothing on stderr with --json", async () => {
+    // Prepare: a stderr that says it is a terminal.
+    const ws = await createOnline("cli-tty");
+    const terminal = () => {
+      const stream = Object.assign(new PassThrough(), {
+        isTTY: true,
+        columns: 80,
+        cursorTo: () => true,
+        moveCursor: () => true,
+        clearLine: () => true,
+      });
+      let text = "";
+      stream.on("data", (d: Buffer) => {
+        text += d.toString();
+      });
+      return { stream, text: () => text };
+    };
+    const human = terminal();
+    const json = terminal();
+
+    // Act
+    const a = await wcp(["wait", ws.id, "online"], env, { stderr: human.stream });
+    const b = await wcp(["--json", "wait", ws.id, "online"], env, { stderr: json.stream });
+
+    // Assess
+    expect(a.code).toBe(0);
+    expect(human.text()).toMatch(new RegExp(`waiting for ${ws.id} to be online \\(\\d+ s\\)`));
+    expect(b.code).toBe(0);
+    expect(json.text()).toBe("");
   });
 
   it("an API error exits 1 and prints its code; with --json the API's error body", async () => {
