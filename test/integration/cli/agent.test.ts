@@ -5,8 +5,8 @@ import { PassThrough } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { pullPlugin } from "../../../lib/agent/pull.js";
 import { runWcp } from "../../../lib/cli/program.js";
+import type { components } from "../../../lib/client/client.js";
 import { pluginDigest, walkTree } from "../../../lib/plugins/digest.js";
-import type { Workspace } from "../../../lib/workspaces/model.js";
 import { createTestContext, type TestContext } from "../../support/context.js";
 import { type ServedApp, serveTestApp } from "../../support/served-app.js";
 import { waitFor } from "../../support/wait.js";
@@ -14,6 +14,8 @@ import { waitFor } from "../../support/wait.js";
 // `wcp agent` for an external workspace against the app on a loopback port: it registers,
 // pulls a plugin with its digest verified, heartbeats with its activity, and outlives a control
 // plane that is gone for 10 s (the server stopped, then listening again on the same port).
+
+type Workspace = components["schemas"]["Workspace"];
 
 const OUTAGE_MS = 10_000;
 let t: TestContext;
