@@ -14,9 +14,24 @@
  *   it statically — only for `file://` and `memory://` URLs, and a Lambda's DATABASE_URL is
  *   `postgres://`. Marked external they stay lazy `import()` calls that are never taken.
  *   (`nodejs.install` would instead copy the package into the function.)
+ * - Code splitting (`nodejs.splitting`, https://sst.dev/docs/component/aws/function/#nodejs-splitting):
+ *   a dynamic `import()` becomes its own chunk beside the entry file, loaded the first time it is
+ *   taken, so what only some routes need (plugin staging's tar and YAML, the reference UI) and
+ *   the database driver a URL does not pick cost a cold start nothing. SST then builds with
+ *   esbuild's `outdir` and `.mjs` chunks (pkg/runtime/node/build.go); splitting needs the ESM
+ *   format (https://esbuild.github.io/api/#splitting).
  */
 export const LAMBDA_RUNTIME = "nodejs22.x";
 export const LAMBDA_ARCHITECTURE = "arm64";
+
+/**
+ * The esbuild plugins SST builds with (`nodejs.plugins`, a path from the project root; the
+ * list is infra/esbuild-plugins.mjs): zod's English locale only.
+ */
+export const LAMBDA_ESBUILD_PLUGINS = "infra/esbuild-plugins.mjs";
+
+/** Dynamic imports become chunks loaded on demand (see above). */
+export const LAMBDA_SPLITTING = true;
 
 /** Imports left out of the Lambda bundles (see above). */
 export const LAMBDA_EXTERNALS = [

@@ -1,4 +1,10 @@
-import { LAMBDA_ARCHITECTURE, LAMBDA_EXTERNALS, LAMBDA_RUNTIME } from "./bundling.js";
+import {
+  LAMBDA_ARCHITECTURE,
+  LAMBDA_ESBUILD_PLUGINS,
+  LAMBDA_EXTERNALS,
+  LAMBDA_RUNTIME,
+  LAMBDA_SPLITTING,
+} from "./bundling.js";
 import type { PermissionTargets } from "./permissions.js";
 import { adminToken, databaseUrl } from "./secrets.js";
 import { stagingBucket } from "./storage.js";
@@ -19,6 +25,8 @@ export const lambdaDefaults = {
   nodejs: {
     format: "esm",
     minify: true,
+    splitting: LAMBDA_SPLITTING,
+    plugins: LAMBDA_ESBUILD_PLUGINS,
     esbuild: { external: LAMBDA_EXTERNALS },
   },
   transform: {

@@ -1,5 +1,4 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { Scalar } from "@scalar/hono-api-reference";
 import { HTTPException } from "hono/http-exception";
 import { requestId } from "hono/request-id";
 import { isDatabaseUnavailable } from "../db/errors.js";
@@ -11,6 +10,7 @@ import { type AppEnv, newRouter } from "./context.js";
 import { requestDeadline } from "./deadline.js";
 import { ApiError, DATABASE_RETRY_AFTER_SECONDS, errorBody, errorResponses } from "./errors.js";
 import { accessLog, bodyLimit } from "./middleware.js";
+import { referenceUi } from "./on-demand.js";
 import { commandRoutes } from "./routes/commands.js";
 import { instanceRoutes } from "./routes/instances.js";
 import { lifecycleRoutes } from "./routes/lifecycle.js";
@@ -130,7 +130,13 @@ export function createApp(deps: Deps, opts: AppOptions = {}) {
       description: "Control plane for AI-agent workspaces on AWS.",
     },
   });
-  app.get("/docs", Scalar({ url: "/openapi.json", pageTitle: "workspace-control-plane API" }));
+  app.get("/docs", async (c, next) => {
+    const { Scalar } = await referenceUi();
+    return Scalar<AppEnv>({ url: "/openapi.json", pageTitle: "workspace-control-plane API" })(
+      c,
+      next,
+    );
+  });
 
   return app;
 }

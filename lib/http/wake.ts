@@ -1,9 +1,10 @@
 import { z } from "@hono/zod-openapi";
 import type { Deps } from "../deps.js";
 import { startWorkspace } from "../workspaces/lifecycle.js";
-import { toApi, type WorkspaceRow, WorkspaceSchema } from "../workspaces/model.js";
+import { toApi, type WorkspaceRow } from "../workspaces/model.js";
 import { ApiError } from "./errors.js";
 import { startAnswer } from "./routes/lifecycle.js";
+import { WorkspaceSchema } from "./workspace-schema.js";
 
 /** `?wake=true` on the routes that need a running instance. */
 export const WakeQuery = z.object({

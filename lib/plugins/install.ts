@@ -49,6 +49,8 @@ export type InstallOutcome =
   /** Another operation on this plugin holds the record. */
   | { kind: "busy"; name: string; row: WorkspacePluginRow }
   | { kind: "workspace-removed" }
+  /** Restarted or stopped since the running check: nothing was claimed or sent. */
+  | { kind: "moved-on" }
   | { kind: "upload-failed"; transient: boolean; error: { code: string; message: string } }
   /** The request's deadline left no time to stage the archive; nothing was sent. */
   | { kind: "out-of-time" }
@@ -111,7 +113,7 @@ export async function installPlugin(deps: Deps, input: InstallInput): Promise<In
     };
     const claimed = await claimOrSettle(deps, claim);
     if (claimed.kind === "busy") return { kind: "busy", name, row: claimed.row };
-    if (claimed.kind === "workspace-removed") return claimed;
+    if (claimed.kind === "workspace-removed" || claimed.kind === "moved-on") return claimed;
     // A plugin operation is real work: idle auto-stop waits.
     await recordActivity(deps, workspace.id);
     const key = { workspaceId: workspace.id, name, opId: claim.opId };

@@ -44,8 +44,11 @@ export type DriveOutcome = "finished" | "sent" | "pending" | "skipped";
  * - never sent, or a restart moved the workspace to a new, empty instance: once the workspace
  *   can take a command, the program is sent. The programs are idempotent and take a per-plugin
  *   lock on the instance, so a send that did happen after all only repeats the same result;
- * - the instance is not running and no launch is under way, or the claim expired → `failed`
- *   (an install: the record goes back to what the instance holds).
+ * - the instance is not running and no launch is under way → `failed` (an install: the record
+ *   goes back to what the instance holds);
+ * - the claim expired: SSM's history still decides — found → recorded and read; not there →
+ *   never sent (an install goes back to what the instance holds); SSM cannot say → `failed`,
+ *   which promises nothing about the files.
  */
 export async function driveOperation(deps: Deps, row: WorkspacePluginRow): Promise<DriveOutcome> {
   const settled = await settleOperation(deps, row);
@@ -70,14 +73,9 @@ export async function driveOperation(deps: Deps, row: WorkspacePluginRow): Promi
       keepFailed: true,
     });
   }
-  if (sameInstance && age > claimMs(kind)) {
-    return end({
-      kind: kind === "install" ? "unchanged" : "failed",
-      error: `the ${kind} could not be confirmed within ${Math.round(age / 1000)} s; ${kind} it again`,
-      keepFailed: true,
-    });
-  }
   if (sameInstance) {
+    // Whether its send reached SSM decides, however old the claim: SSM's history first.
+    const expired = age > claimMs(kind);
     let found: string | null;
     try {
       found = await findSentCommand(
@@ -87,13 +85,27 @@ export async function driveOperation(deps: Deps, row: WorkspacePluginRow): Promi
         new Date(row.updatedAt.getTime() - LOOKBACK_MS),
       );
     } catch (err) {
-      if (isTransientAwsError(err)) return "pending";
-      throw err;
+      if (!isTransientAwsError(err)) throw err;
+      if (!expired) return "pending";
+      // Expired and SSM cannot say whether the program ran: the files are unknown, and `failed`
+      // promises nothing about them (the previous version may or may not be in place).
+      return end({
+        kind: "failed",
+        error: `the ${kind} could not be confirmed within ${Math.round(age / 1000)} s (SSM's history did not answer); ${kind} it again`,
+      });
     }
     if (found !== null) {
       return (await recordSent(deps.db, { ...key, commandId: found, instanceId: current }))
         ? "sent"
         : "skipped";
+    }
+    if (expired) {
+      // SSM never took it: the instance holds what it held before the claim.
+      return end({
+        kind: kind === "install" ? "unchanged" : "failed",
+        error: `the ${kind} was never sent within ${Math.round(age / 1000)} s; ${kind} it again`,
+        keepFailed: true,
+      });
     }
   }
   const program = await operationProgram(deps, row);

@@ -87,7 +87,12 @@ export type ClaimResult =
   /** Another operation holds the row; it is returned as it is. */
   | { kind: "busy"; row: WorkspacePluginRow }
   /** The workspace is removing or removed (or gone): nothing may be claimed on it. */
-  | { kind: "workspace-removed" };
+  | { kind: "workspace-removed" }
+  /**
+   * The workspace no longer runs on the instance the running check saw (restarted, or stopping
+   * or stopped since): a claim for that instance would record files its successor never gets.
+   */
+  | { kind: "moved-on" };
 
 /**
  * Claims the row for an install, creating it if needed — one statement, conditional on the
@@ -101,7 +106,7 @@ export async function claimInstall(db: Db, c: InstallClaim): Promise<ClaimResult
     select w.id, ${c.name}, ${c.version}, ${c.source}, ${c.digest}, 'installing', ${c.opId}::uuid,
       null, ${c.instanceId}, null, ${c.archiveKey}, ${c.archiveSha256},
       ${JSON.stringify(c.skills)}::jsonb, null
-    from workspaces w where w.id = ${c.workspaceId} and w.status not in ('removing', 'removed')
+    from workspaces w where w.id = ${c.workspaceId} and ${ON_CLAIMED_INSTANCE(c.instanceId)}
     on conflict (workspace_id, name) do update set
       version = excluded.version, source = excluded.source, digest = excluded.digest,
       state = 'installing', op_id = excluded.op_id, command_id = null,
@@ -124,11 +129,16 @@ export async function claimUninstall(
       updated_at = now()
     from workspaces w
     where p.workspace_id = ${c.workspaceId} and p.name = ${c.name} and w.id = p.workspace_id
-      and w.status not in ('removing', 'removed') and ${CLAIMABLE}
+      and ${ON_CLAIMED_INSTANCE(c.instanceId)} and ${CLAIMABLE}
     returning p.*`);
   if (rowsOf(result).length === 0 && !(await getWorkspacePlugin(db, c))) return null;
   return claimOutcome(db, c, result);
 }
+
+// A claim names the instance the running check found; it holds only while the workspace (alias
+// `w`) is still on that instance and not on its way to removal or a stop.
+const ON_CLAIMED_INSTANCE = (instanceId: string) => sql`w.instance_id = ${instanceId}
+  and w.status not in ('removing', 'removed', 'stopping', 'stopped', 'starting')`;
 
 // The row's installed facts before a claim; an expired claim being taken over carries its own
 // `previous` forward (what the files were before that operation).
@@ -137,15 +147,27 @@ const SNAPSHOT = sql`(case
     'version', p.version, 'source', p.source, 'digest', p.digest, 'error', p.error)
   else p.previous end)`;
 
-async function claimOutcome(db: Db, key: PluginKey, result: unknown): Promise<ClaimResult> {
+async function claimOutcome(
+  db: Db,
+  key: PluginKey & { instanceId: string },
+  result: unknown,
+): Promise<ClaimResult> {
   const raw = rowsOf(result)[0];
   if (raw) return { kind: "claimed", row: fromRaw(raw) };
   const [workspace] = await db
-    .select({ status: workspaces.status })
+    .select({ status: workspaces.status, instanceId: workspaces.instanceId })
     .from(workspaces)
     .where(eq(workspaces.id, key.workspaceId));
   if (!workspace || workspace.status === "removing" || workspace.status === "removed") {
     return { kind: "workspace-removed" };
+  }
+  if (
+    workspace.instanceId !== key.instanceId ||
+    workspace.status === "stopping" ||
+    workspace.status === "stopped" ||
+    workspace.status === "starting"
+  ) {
+    return { kind: "moved-on" };
   }
   const row = await getWorkspacePlugin(db, key);
   if (!row) throw new Error("plugin claim refused without a row");

@@ -34,6 +34,8 @@ export type UninstallOutcome =
   /** Another operation on this plugin holds the record. */
   | { kind: "busy"; row: WorkspacePluginRow }
   | { kind: "workspace-removed" }
+  /** Restarted or stopped since the running check: nothing was claimed or sent. */
+  | { kind: "moved-on" }
   | Exclude<CommandTarget, { kind: "running" }>
   | { kind: "unreachable"; pingStatus: string }
   | { kind: "send-failed"; error: { code: string; message: string } }
@@ -66,7 +68,7 @@ export async function uninstallPlugin(
   }
   if (claimed === null) return { kind: "not-installed" };
   if (claimed.kind === "busy") return { kind: "busy", row: claimed.row };
-  if (claimed.kind === "workspace-removed") return claimed;
+  if (claimed.kind === "workspace-removed" || claimed.kind === "moved-on") return claimed;
   // A plugin operation is real work: idle auto-stop waits.
   await recordActivity(deps, input.workspace.id);
 

@@ -1,5 +1,4 @@
-import { z } from "@hono/zod-openapi";
-import { WORKSPACE_STATUSES, type WorkspaceRow, type WorkspaceStatus } from "../db/schema.js";
+import type { WorkspaceRow, WorkspaceStatus } from "../db/schema.js";
 
 export type { WorkspaceRow, WorkspaceStatus };
 
@@ -11,34 +10,32 @@ export const isExternal = (w: Pick<WorkspaceRow, "runtime">) => w.runtime === "e
 /** Statuses from which nothing but removal can follow. */
 export const TERMINAL_STATUSES: readonly WorkspaceStatus[] = ["removing", "removed"];
 
-export const WorkspaceSchema = z
-  .object({
-    id: z.uuid(),
-    name: z.string(),
-    runtime: z.string(),
-    tier: z.number().int(),
-    status: z.enum(WORKSPACE_STATUSES),
-    instanceId: z.string().nullable(),
-    generation: z.number().int(),
-    launchedAt: z.string().nullable(),
-    lastHeartbeatAt: z.string().nullable(),
-    lastError: z.string().nullable(),
-    envKeys: z.array(z.string()),
-    hibernation: z.boolean().openapi({ description: "Launched able to hibernate." }),
-    stoppedReason: z.enum(["user", "idle"]).nullable(),
-    hibernated: z.boolean().openapi({
-      description: "The last stop was a hibernation (memory kept), as EC2 reported it.",
-    }),
-    idleStopSeconds: z.number().int().openapi({
-      description: "Seconds without activity before the sweep stops it; 0: never.",
-    }),
-    idleAction: z.enum(["stop", "hibernate"]),
-    lastActivityAt: z.string().nullable(),
-    createdAt: z.string(),
-    updatedAt: z.string(),
-  })
-  .openapi("Workspace");
-export type Workspace = z.infer<typeof WorkspaceSchema>;
+/**
+ * The API's view of a workspace (what {@link toApi} returns). A plain type: its OpenAPI schema,
+ * which must agree with it, lives with the routes (lib/http/workspace-schema.ts), so the
+ * domain — and the sweep, which imports it — carries no HTTP or OpenAPI code.
+ */
+export interface Workspace {
+  id: string;
+  name: string;
+  runtime: string;
+  tier: number;
+  status: WorkspaceStatus;
+  instanceId: string | null;
+  generation: number;
+  launchedAt: string | null;
+  lastHeartbeatAt: string | null;
+  lastError: string | null;
+  envKeys: string[];
+  hibernation: boolean;
+  stoppedReason: "user" | "idle" | null;
+  hibernated: boolean;
+  idleStopSeconds: number;
+  idleAction: "stop" | "hibernate";
+  lastActivityAt: string | null;
+  createdAt: string;
+  updatedAt: string;
+}
 
 /** The deployment's idle auto-stop defaults (IDLE_STOP_SECONDS, IDLE_ACTION). */
 export interface IdleDefaults {

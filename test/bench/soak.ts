@@ -6,6 +6,7 @@ import { createApp } from "../../lib/http/app.js";
 import { runSweep } from "../../lib/sweep/run.js";
 import { instanceToken } from "../../lib/workspaces/tokens.js";
 import { ADMIN_TOKEN } from "../support/context.js";
+import { soakModel } from "./model-soak.js";
 import { writeSoakSection } from "./report.js";
 import { createWorld, seedFleet, type World } from "./support.js";
 
@@ -14,7 +15,8 @@ import { createWorld, seedFleet, type World } from "./support.js";
 // consistency (new instances unlisted for a while) among them — random crashes, and concurrent API
 // and agent traffic over loopback; then the invariants the product exists for. Runs on PGlite and
 // on a real PostgreSQL 15 server (SOAK_DB=pglite|postgres for one). Bounded: a fixed number of
-// sweeps, each with a budget; exits non-zero on any violation.
+// sweeps, each with a budget; exits non-zero on any violation. Then the model-based test's long
+// run (test/bench/model-soak.ts; `npm run soak:model` alone).
 
 const N = Number(process.env.SOAK_WORKSPACES ?? 1000);
 const SWEEPS = Number(process.env.SOAK_SWEEPS ?? 300);
@@ -285,6 +287,8 @@ async function main() {
       ].join("\n"),
     );
   }
+  // Then the model-based test's long run (SOAK_MODEL=0 leaves it out).
+  if (process.env.SOAK_MODEL !== "0" && !(await soakModel())) failed = true;
   if (failed) process.exitCode = 1;
 }
 

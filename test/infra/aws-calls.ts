@@ -117,11 +117,15 @@ export function actionsNeededByLib(): string[] {
 }
 
 /**
- * The IAM actions one function's bundle needs: the SDK commands constructed by the `lib/` modules
- * esbuild kept after tree-shaking (an unminified bundle marks each module with `// path`), plus
- * the implicit ones.
+ * The SDK commands one function's bundle sends, as IAM actions (sorted): those constructed by
+ * the `lib/` modules esbuild kept after tree-shaking (an unminified bundle marks each module
+ * with `// path`).
  */
-export function actionsNeededByBundle(bundleText: string): string[] {
+export function actionsSentByBundle(bundleText: string): string[] {
+  return [...sentByBundle(bundleText).actions].sort();
+}
+
+function sentByBundle(bundleText: string): { actions: Set<string>; launchSource: string } {
   const byName = commandActionsByName();
   const sections = bundleText.split(/^\/\/ (\S+\.[cm]?[jt]sx?)$/m);
   const actions = new Set<string>();
@@ -138,6 +142,22 @@ export function actionsNeededByBundle(bundleText: string): string[] {
       if (action === "ec2:RunInstances") launchSource += code;
     }
   }
+  return { actions, launchSource };
+}
+
+/** The SDK client package (`client-ec2`) behind an IAM service prefix (`ec2`). */
+export function clientPackageOf(prefix: string): string {
+  const pkg = Object.entries(SERVICE_PREFIX).find(([, p]) => p === prefix)?.[0];
+  if (pkg === undefined) throw new Error(`no SDK client for the IAM prefix ${prefix}`);
+  return pkg;
+}
+
+/**
+ * The IAM actions one function's bundle needs: the SDK commands it sends
+ * ({@link actionsSentByBundle}) plus the implicit ones.
+ */
+export function actionsNeededByBundle(bundleText: string): string[] {
+  const { actions, launchSource } = sentByBundle(bundleText);
   for (const a of implicitActions(actions, launchSource)) actions.add(a);
   return [...actions].sort();
 }

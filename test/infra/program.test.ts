@@ -139,7 +139,7 @@ describe("the SST program", () => {
     });
   });
 
-  it("runs both functions on nodejs22.x arm64 with an ESM bundle that leaves PGlite out", () => {
+  it("runs both functions on nodejs22.x arm64 with a split ESM bundle that leaves PGlite out", () => {
     for (const handler of ["functions/api.handler", "functions/sweep.handler"]) {
       expect(fn(handler).inputs).toMatchObject({ runtime: "nodejs22.x", architectures: ["arm64"] });
     }
@@ -153,6 +153,8 @@ describe("the SST program", () => {
       expect(properties).toEqual({
         format: "esm",
         minify: true,
+        splitting: true,
+        plugins: "infra/esbuild-plugins.mjs",
         esbuild: { external: LAMBDA_EXTERNALS },
         architecture: "arm64",
       });

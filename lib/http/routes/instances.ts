@@ -2,12 +2,13 @@ import { createRoute, z } from "@hono/zod-openapi";
 import { checkInstance, type InstanceCheck } from "../../compute/instances.js";
 import { consoleOutput } from "../../compute/launch.js";
 import { WORKSPACE_STATUSES } from "../../db/schema.js";
-import { isExternal, toApi, type WorkspaceRow, WorkspaceSchema } from "../../workspaces/model.js";
+import { isExternal, toApi, type WorkspaceRow } from "../../workspaces/model.js";
 import { restartWorkspace } from "../../workspaces/restart.js";
 import { newRouter } from "../context.js";
 import { ApiError, AUTH_ERRORS, errorResponses, STORE_ERRORS } from "../errors.js";
 import { authenticate } from "../middleware.js";
 import { IdParam, security } from "../openapi.js";
+import { WorkspaceSchema } from "../workspace-schema.js";
 import { workspaceOr404 } from "./workspaces.js";
 
 const CheckSchema = z

@@ -9,12 +9,13 @@ import {
   startWorkspace,
   stopWorkspace,
 } from "../../workspaces/lifecycle.js";
-import { isExternal, toApi, type WorkspaceRow, WorkspaceSchema } from "../../workspaces/model.js";
+import { isExternal, toApi, type WorkspaceRow } from "../../workspaces/model.js";
 import { getWorkspace } from "../../workspaces/queries.js";
 import { newRouter } from "../context.js";
 import { ApiError, AUTH_ERRORS, BODY_ERRORS, errorResponses, STORE_ERRORS } from "../errors.js";
 import { authenticate } from "../middleware.js";
 import { IdParam, json, security } from "../openapi.js";
+import { WorkspaceSchema } from "../workspace-schema.js";
 import { IdleSettings, workspaceOr404 } from "./workspaces.js";
 
 // Stop, start, idle settings, reported activity, and waiting for a state (issue: an intentional

@@ -3,12 +3,9 @@ import type { Config } from "../../config.js";
 import { PLUGIN_STATES } from "../../db/schema.js";
 import type { Log } from "../../deps.js";
 import { getAllowlist, replaceAllowlist } from "../../plugins/allowlist.js";
-import { preparePluginDownload } from "../../plugins/download.js";
 import { downloadHint, isExternalRuntime } from "../../plugins/guard.js";
-import { installPlugin } from "../../plugins/install.js";
 import { isValidPluginName, pluginNameProblem } from "../../plugins/names.js";
 import { listWorkspacePlugins, type WorkspacePluginRow } from "../../plugins/records.js";
-import { listRegistry } from "../../plugins/registry.js";
 import {
   defaultSourceRegistry,
   type PluginSource,
@@ -29,6 +26,7 @@ import {
   TARGET_ERRORS,
 } from "../errors.js";
 import { assertOwnWorkspace, authenticate } from "../middleware.js";
+import { pluginDownload, pluginInstall, pluginRegistry } from "../on-demand.js";
 import { IdParam, json, security } from "../openapi.js";
 import { sendError, targetError, unreachableError } from "../target-errors.js";
 import { requireAwake, WakeQuery, WakingBody } from "../wake.js";
@@ -169,6 +167,14 @@ function uploadError(
   );
 }
 
+/** 409: the workspace restarted or stopped while the operation was being prepared. */
+const movedOn = () =>
+  new ApiError(
+    "WORKSPACE_STATE_CONFLICT",
+    "The workspace was restarted or stopped while the operation was being prepared; nothing was sent.",
+    { hint: "Retry: the running check looks at its current instance." },
+  );
+
 /** 409 PLUGIN_BUSY, naming the operation that holds the record. */
 function pluginBusy(row: WorkspacePluginRow): ApiError {
   const op = row.state === "uninstalling" ? "uninstall" : "install";
@@ -222,6 +228,7 @@ export function pluginRoutes(sources: SourceRegistry = defaultSourceRegistry()) 
     }),
     async (c) => {
       const { runtime } = c.req.valid("query");
+      const { listRegistry } = await pluginRegistry();
       const plugins = await listRegistry(c.get("deps"), runtime === undefined ? {} : { runtime });
       return c.json({ plugins }, 200);
     },
@@ -383,6 +390,7 @@ export function pluginRoutes(sources: SourceRegistry = defaultSourceRegistry()) 
       const source = parseSource(sources, body.source, deps.config);
       const waking = await requireAwake(deps, row, c.req.valid("query").wake, "install");
       if (waking) return c.json(waking, 202);
+      const { installPlugin } = await pluginInstall();
       const outcome = await installPlugin(deps, {
         workspace: row,
         source,
@@ -417,6 +425,8 @@ export function pluginRoutes(sources: SourceRegistry = defaultSourceRegistry()) 
           throw pluginBusy(outcome.row);
         case "workspace-removed":
           throw new ApiError("WORKSPACE_REMOVED", "The workspace is removed.");
+        case "moved-on":
+          throw movedOn();
         case "upload-failed":
           throw uploadError(deps, outcome);
         case "out-of-time":
@@ -506,6 +516,8 @@ export function pluginRoutes(sources: SourceRegistry = defaultSourceRegistry()) 
           );
         case "workspace-removed":
           throw new ApiError("WORKSPACE_REMOVED", "The workspace is removed.");
+        case "moved-on":
+          throw movedOn();
         case "not-installed":
           throw new ApiError("PLUGIN_NOT_INSTALLED", `Plugin "${name}" is not installed here.`);
         case "busy":
@@ -597,6 +609,7 @@ export function pluginRoutes(sources: SourceRegistry = defaultSourceRegistry()) 
       await workspaceOr404(deps.db, id);
       const raw = c.req.valid("query").source ?? `local://${name}`;
       const source = parseSource(sources, raw, deps.config);
+      const { preparePluginDownload } = await pluginDownload();
       const outcome = await preparePluginDownload(deps, { name, source });
       switch (outcome.kind) {
         case "inline":

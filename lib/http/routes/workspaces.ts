@@ -9,7 +9,7 @@ import { type Config, isKnownRuntime } from "../../config.js";
 import { WORKSPACE_STATUSES } from "../../db/schema.js";
 import { createWorkspace } from "../../workspaces/create.js";
 import { launchWorkspace } from "../../workspaces/launch.js";
-import { toApi, WorkspaceSchema } from "../../workspaces/model.js";
+import { toApi } from "../../workspaces/model.js";
 import {
   decodeEventCursor,
   decodeWorkspaceCursor,
@@ -23,6 +23,7 @@ import { newRouter } from "../context.js";
 import { ApiError, AUTH_ERRORS, BODY_ERRORS, errorResponses, STORE_ERRORS } from "../errors.js";
 import { authenticate } from "../middleware.js";
 import { IdParam, json, security } from "../openapi.js";
+import { WorkspaceSchema } from "../workspace-schema.js";
 
 // Environment variable names a POSIX shell accepts; values are written to the instance's env file.
 const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
