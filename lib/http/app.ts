@@ -5,6 +5,7 @@ import { isDatabaseUnavailable } from "../db/errors.js";
 import type { Deps } from "../deps.js";
 import type { SourceRegistry } from "../plugins/sources.js";
 import { safeError } from "../redact.js";
+import { VERSION } from "../version.js";
 import { type AppEnv, newRouter } from "./context.js";
 import { requestDeadline } from "./deadline.js";
 import { ApiError, DATABASE_RETRY_AFTER_SECONDS, errorBody, errorResponses } from "./errors.js";
@@ -17,7 +18,7 @@ import { pluginRoutes } from "./routes/plugins.js";
 import { registryRoutes } from "./routes/registry.js";
 import { workspaceRoutes } from "./routes/workspaces.js";
 
-export const VERSION = "0.1.0";
+export { VERSION };
 
 /**
  * The whole HTTP API over the given dependencies. Stateless: everything it knows lives in the
