@@ -8,12 +8,14 @@ import type { SourceRegistry } from "../plugins/sources.js";
 import { safeError } from "../redact.js";
 import { type AppEnv, newRouter } from "./context.js";
 import { requestDeadline } from "./deadline.js";
+import { deliverCaused } from "./deliver-caused.js";
 import { ApiError, DATABASE_RETRY_AFTER_SECONDS, errorBody, errorResponses } from "./errors.js";
 import { accessLog, bodyLimit } from "./middleware.js";
 import { instanceRoutes } from "./routes/instances.js";
 import { lifecycleRoutes } from "./routes/lifecycle.js";
 import { pluginRoutes } from "./routes/plugins.js";
 import { registryRoutes } from "./routes/registry.js";
+import { webhookRoutes } from "./routes/webhooks.js";
 import { workspaceRoutes } from "./routes/workspaces.js";
 
 export const VERSION = "0.1.0";
@@ -40,6 +42,7 @@ export function createApp(deps: Deps, opts: AppOptions = {}) {
   app.use("*", requestDeadline(opts.requestBudgetMs));
   app.use("*", accessLog());
   app.use("*", bodyLimit());
+  app.use("*", deliverCaused());
 
   app.onError((err, c) => {
     const rid = c.get("requestId") ?? "unknown";
@@ -113,6 +116,7 @@ export function createApp(deps: Deps, opts: AppOptions = {}) {
   app.route("/", instanceRoutes);
   app.route("/", lifecycleRoutes);
   app.route("/", registryRoutes);
+  app.route("/", webhookRoutes);
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {
     type: "http",

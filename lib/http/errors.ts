@@ -40,6 +40,8 @@ export const ERROR_CODES = [
   "INVALID_MANIFEST",
   "INTEGRITY_MISMATCH",
   "COMMAND_FAILED",
+  "WEBHOOK_NOT_FOUND",
+  "WEBHOOK_DELIVERY_NOT_FOUND",
   "UPSTREAM_UNAVAILABLE",
   "DATABASE_UNAVAILABLE",
   "INTERNAL",
@@ -63,6 +65,8 @@ export function codeToStatus(code: ErrorCode): ContentfulStatusCode {
     case "WORKSPACE_NOT_FOUND":
     case "PLUGIN_NOT_FOUND":
     case "PLUGIN_NOT_INSTALLED":
+    case "WEBHOOK_NOT_FOUND":
+    case "WEBHOOK_DELIVERY_NOT_FOUND":
       return 404;
     case "WORKSPACE_REMOVED":
     case "WORKSPACE_STATE_CONFLICT":

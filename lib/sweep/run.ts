@@ -12,6 +12,7 @@ import { sweepProvisionTimeout } from "./provision-timeout.js";
 import { sweepReadiness } from "./readiness.js";
 import { sweepRemoval } from "./removal.js";
 import { sweepExternalStaleness } from "./staleness.js";
+import { sweepWebhooks } from "./webhooks.js";
 import {
   hasTimeForBatch,
   type PassContext,
@@ -32,6 +33,8 @@ export const PASSES = {
   removal: sweepRemoval,
   plugins: sweepPlugins,
   orphans: sweepOrphans,
+  // Last: what the passes before it changed is announced in the same run.
+  webhooks: sweepWebhooks,
 } as const satisfies Record<string, (ctx: PassContext) => Promise<PassCounts>>;
 
 export type PassName = keyof typeof PASSES;
