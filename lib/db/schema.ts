@@ -234,9 +234,7 @@ export const webhookDeliveries = pgTable(
     // The listing pages newest first; the order rule looks up a workspace's earlier ones.
     index("webhook_deliveries_list_idx").on(t.webhookId, t.seq.desc(), t.id.desc()),
     index("webhook_deliveries_order_idx").on(t.webhookId, t.workspaceId, t.seq),
-    index("webhook_deliveries_due_idx")
-      .on(t.nextAttemptAt)
-      .where(sql`${t.state} = 'pending'`),
+    index("webhook_deliveries_due_idx").on(t.nextAttemptAt).where(sql`${t.state} = 'pending'`),
   ],
 );
 

@@ -4,7 +4,8 @@ import { safeError } from "../redact.js";
 import { deliverPending } from "../webhooks/deliver.js";
 import type { AppEnv } from "./context.js";
 
-const WORKSPACE_PATH = /^\/workspaces\/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(?:\/|$)/i;
+const WORKSPACE_PATH =
+  /^\/workspaces\/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(?:\/|$)/i;
 const READS = new Set(["GET", "HEAD", "OPTIONS"]);
 
 /**

@@ -12,7 +12,6 @@ import { sweepProvisionTimeout } from "./provision-timeout.js";
 import { sweepReadiness } from "./readiness.js";
 import { sweepRemoval } from "./removal.js";
 import { sweepExternalStaleness } from "./staleness.js";
-import { sweepWebhooks } from "./webhooks.js";
 import {
   hasTimeForBatch,
   type PassContext,
@@ -21,6 +20,7 @@ import {
   type SweepBudget,
   zeroCounts,
 } from "./types.js";
+import { sweepWebhooks } from "./webhooks.js";
 
 export const PASSES = {
   launch: sweepLaunch,

@@ -2,7 +2,6 @@ import { randomUUID } from "node:crypto";
 import { and, eq, inArray, type SQL, sql } from "drizzle-orm";
 import { Webhook } from "standardwebhooks";
 import { forEachBounded } from "../bounded.js";
-import { type Deadline, remainingMs } from "../deadline.js";
 import {
   type WebhookDeliveryRow,
   type WebhookRow,
@@ -11,6 +10,7 @@ import {
   webhooks,
   workspaceEvents,
 } from "../db/schema.js";
+import { type Deadline, remainingMs } from "../deadline.js";
 import type { Deps } from "../deps.js";
 import { safeError } from "../redact.js";
 import { rowsOf } from "../workspaces/transition.js";

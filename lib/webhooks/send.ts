@@ -68,14 +68,20 @@ export function sendWebhook(input: SendInput): Promise<SendResult> {
         let read = 0;
         res.on("data", (chunk: Buffer) => {
           read += chunk.length;
-          if (read > MAX_RESPONSE_BYTES) finish({ kind: "answered", statusCode, latencyMs: latency() });
+          if (read > MAX_RESPONSE_BYTES)
+            finish({ kind: "answered", statusCode, latencyMs: latency() });
         });
         res.on("end", () => finish({ kind: "answered", statusCode, latencyMs: latency() }));
         res.on("error", () => finish({ kind: "answered", statusCode, latencyMs: latency() }));
       },
     );
     const timer = setTimeout(
-      () => finish({ kind: "failed", error: `no answer within ${input.timeoutMs} ms`, latencyMs: latency() }),
+      () =>
+        finish({
+          kind: "failed",
+          error: `no answer within ${input.timeoutMs} ms`,
+          latencyMs: latency(),
+        }),
       input.timeoutMs,
     );
     req.on("error", (err: NodeJS.ErrnoException) => {

@@ -66,12 +66,15 @@ const Secret = z.string().openapi({
 });
 
 const Fields = {
-  url: z
-    .string()
-    .max(MAX_WEBHOOK_URL_LENGTH)
-    .openapi({ description: "https:// to a public address (http:// and private ones only when WEBHOOK_ALLOW_PRIVATE)." }),
+  url: z.string().max(MAX_WEBHOOK_URL_LENGTH).openapi({
+    description:
+      "https:// to a public address (http:// and private ones only when WEBHOOK_ALLOW_PRIVATE).",
+  }),
   events: z.array(z.enum(SUBSCRIBABLE)).min(1).max(SUBSCRIBABLE.length),
-  description: z.string().max(500).regex(/^[^\p{Cc}]*$/u, "must not contain control characters"),
+  description: z
+    .string()
+    .max(500)
+    .regex(/^[^\p{Cc}]*$/u, "must not contain control characters"),
 };
 
 const CreateBody = z
@@ -325,10 +328,7 @@ webhookRoutes.openapi(
     const hook = await getSubscription(db, c.req.valid("param").id);
     if (!hook) throw notFound();
     const page = await listDeliveries(db, hook.id, { limit: q.limit, ...(cursor && { cursor }) });
-    return c.json(
-      { deliveries: page.items.map(deliveryToApi), nextCursor: page.nextCursor },
-      200,
-    );
+    return c.json({ deliveries: page.items.map(deliveryToApi), nextCursor: page.nextCursor }, 200);
   },
 );
 
@@ -342,7 +342,10 @@ webhookRoutes.openapi(
     security,
     request: { params: DeliveryParam },
     responses: {
-      202: json(z.object({ delivery: z.object({ id: z.uuid(), state: z.enum(WEBHOOK_DELIVERY_STATES) }) }), "Due again; sent by this request or the sweep."),
+      202: json(
+        z.object({ delivery: z.object({ id: z.uuid(), state: z.enum(WEBHOOK_DELIVERY_STATES) }) }),
+        "Due again; sent by this request or the sweep.",
+      ),
       ...errorResponses(
         AUTH_ERRORS,
         "WEBHOOK_NOT_FOUND",
