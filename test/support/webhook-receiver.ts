@@ -9,7 +9,7 @@ export interface Received {
   headers: IncomingHttpHeaders;
   body: string;
   status: number;
-  /** Order of answering, across the receiver. */
+  /** Order of arrival, across the receiver. */
   n: number;
 }
 
@@ -45,6 +45,7 @@ export async function startReceiver(): Promise<Receiver> {
       const id = String(req.headers["webhook-id"] ?? "");
       const attempt = (attempts.get(id) ?? 0) + 1;
       attempts.set(id, attempt);
+      const order = n++;
       void Promise.resolve(receiver.answer({ id, attempt, body })).then((status) => {
         received.push({
           id,
@@ -53,7 +54,7 @@ export async function startReceiver(): Promise<Receiver> {
           headers: req.headers,
           body,
           status,
-          n: n++,
+          n: order,
         });
         res.writeHead(status, { "content-type": "text/plain" }).end("ok");
       });
