@@ -199,9 +199,11 @@ export type OperationEnd =
 /**
  * A plugin record's change together with its event (`plugin.installed`, `plugin.failed`,
  * `plugin.uninstalled`), in one statement: the event is the webhooks' outbox, so it commits with
- * the change or not at all. The workspace's row is locked first, as every status change locks
- * it, so a workspace's events take their `seq` in the order they commit (deliveries go out in
- * that order).
+ * the change or not at all. The workspace's row is locked, as every status change locks it, so a
+ * workspace's events take their `seq` in the order they commit (deliveries go out in that
+ * order). `for no key update`: it waits for a status change's `for update` and another event's
+ * lock, but not for the key-share lock a plugin claim's foreign key takes on the same row, so a
+ * claim and an outcome of two plugins of one workspace cannot deadlock.
  */
 function withPluginEvent(
   workspaceId: string,
@@ -211,7 +213,7 @@ function withPluginEvent(
   actor: Actor,
 ): SQL {
   return sql`
-    with lk as (select id from workspaces where id = ${workspaceId} for update),
+    with lk as (select id from workspaces where id = ${workspaceId} for no key update),
     changed as (${change}),
     ev as (
       insert into workspace_events (workspace_id, type, reason, actor, data)
@@ -313,19 +315,36 @@ export async function endOperation(
  * caller's order after the generation moved on; the old instance's commands are no longer read.
  */
 export async function reapplyPlugins(db: Db, workspaceId: string): Promise<void> {
-  await db.execute(sql`
-    delete from workspace_plugins where workspace_id = ${workspaceId} and state = 'uninstalling'`);
+  // The new instance never had it: the uninstall is done, and said so.
+  await db.execute(
+    withPluginEvent(
+      workspaceId,
+      sql`delete from workspace_plugins
+        where workspace_id = ${workspaceId} and state = 'uninstalling' returning *`,
+      "plugin.uninstalled",
+      null,
+      "api",
+    ),
+  );
   await db.execute(sql`
     update workspace_plugins set state = 'installing', op_id = gen_random_uuid(),
       command_id = null, instance_id = null, previous = null, error = null, updated_at = now()
     where workspace_id = ${workspaceId} and state in ('installed', 'installing')
       and archive_key is not null`);
-  await db.execute(sql`
-    update workspace_plugins set state = 'failed', op_id = null, command_id = null,
-      instance_id = null, previous = null, updated_at = now(),
-      error = 'the workspace was restarted and this record has no staged archive; install it again'
-    where workspace_id = ${workspaceId} and state in ('installed', 'installing')
-      and archive_key is null`);
+  const unstaged =
+    "the workspace was restarted and this record has no staged archive; install it again";
+  await db.execute(
+    withPluginEvent(
+      workspaceId,
+      sql`update workspace_plugins set state = 'failed', op_id = null, command_id = null,
+        instance_id = null, previous = null, updated_at = now(), error = ${unstaged}
+      where workspace_id = ${workspaceId} and state in ('installed', 'installing')
+        and archive_key is null returning *`,
+      "plugin.failed",
+      unstaged,
+      "api",
+    ),
+  );
 }
 
 /** Maps a raw `workspace_plugins` row (snake_case) to the typed row. */
