@@ -91,11 +91,12 @@ const PatchBody = z
   .strict()
   .openapi("UpdateWebhook");
 
+// `webhookId`, not `id`: across the API `{id}` names a workspace.
 const HookParam = z.object({
-  id: z
+  webhookId: z
     .string()
     .toLowerCase()
-    .openapi({ param: { name: "id", in: "path" }, description: "The webhook id." }),
+    .openapi({ param: { name: "webhookId", in: "path" }, description: "The webhook id." }),
 });
 const DeliveryParam = HookParam.extend({
   deliveryId: z
@@ -201,7 +202,7 @@ webhookRoutes.openapi(
   createRoute({
     method: "get",
     middleware: [authenticate("admin")] as const,
-    path: "/webhooks/{id}",
+    path: "/webhooks/{webhookId}",
     tags,
     summary: "Get a webhook",
     security,
@@ -212,7 +213,7 @@ webhookRoutes.openapi(
     },
   }),
   async (c) => {
-    const row = await getSubscription(c.get("deps").db, c.req.valid("param").id);
+    const row = await getSubscription(c.get("deps").db, c.req.valid("param").webhookId);
     if (!row) throw notFound();
     return c.json({ webhook: toApi(row) }, 200);
   },
@@ -222,7 +223,7 @@ webhookRoutes.openapi(
   createRoute({
     method: "patch",
     middleware: [authenticate("admin")] as const,
-    path: "/webhooks/{id}",
+    path: "/webhooks/{webhookId}",
     tags,
     summary: "Change a webhook's URL, events or description (later events only)",
     security,
@@ -237,7 +238,7 @@ webhookRoutes.openapi(
   }),
   async (c) => {
     const body = c.req.valid("json");
-    const result = await updateSubscription(c.get("deps"), c.req.valid("param").id, {
+    const result = await updateSubscription(c.get("deps"), c.req.valid("param").webhookId, {
       ...(body.url !== undefined && { url: body.url }),
       ...(body.events !== undefined && { events: body.events }),
       ...(body.description !== undefined && { description: body.description }),
@@ -252,7 +253,7 @@ webhookRoutes.openapi(
   createRoute({
     method: "delete",
     middleware: [authenticate("admin")] as const,
-    path: "/webhooks/{id}",
+    path: "/webhooks/{webhookId}",
     tags,
     summary: "Delete a webhook and its deliveries",
     security,
@@ -263,7 +264,8 @@ webhookRoutes.openapi(
     },
   }),
   async (c) => {
-    if (!(await deleteSubscription(c.get("deps").db, c.req.valid("param").id))) throw notFound();
+    if (!(await deleteSubscription(c.get("deps").db, c.req.valid("param").webhookId)))
+      throw notFound();
     return c.body(null, 204);
   },
 );
@@ -272,7 +274,7 @@ webhookRoutes.openapi(
   createRoute({
     method: "post",
     middleware: [authenticate("admin")] as const,
-    path: "/webhooks/{id}/rotate-secret",
+    path: "/webhooks/{webhookId}/rotate-secret",
     tags,
     summary: "Replace the signing secret (shown once)",
     security,
@@ -283,7 +285,7 @@ webhookRoutes.openapi(
     },
   }),
   async (c) => {
-    const rotated = await rotateSecret(c.get("deps"), c.req.valid("param").id);
+    const rotated = await rotateSecret(c.get("deps"), c.req.valid("param").webhookId);
     if (!rotated) throw notFound();
     return c.json({ webhook: toApi(rotated.webhook), secret: rotated.secret }, 200);
   },
@@ -293,7 +295,7 @@ webhookRoutes.openapi(
   createRoute({
     method: "get",
     middleware: [authenticate("admin")] as const,
-    path: "/webhooks/{id}/deliveries",
+    path: "/webhooks/{webhookId}/deliveries",
     tags,
     summary: "A webhook's deliveries, newest event first, with every attempt",
     security,
@@ -325,7 +327,7 @@ webhookRoutes.openapi(
       }
       cursor = decoded;
     }
-    const hook = await getSubscription(db, c.req.valid("param").id);
+    const hook = await getSubscription(db, c.req.valid("param").webhookId);
     if (!hook) throw notFound();
     const page = await listDeliveries(db, hook.id, { limit: q.limit, ...(cursor && { cursor }) });
     return c.json({ deliveries: page.items.map(deliveryToApi), nextCursor: page.nextCursor }, 200);
@@ -336,7 +338,7 @@ webhookRoutes.openapi(
   createRoute({
     method: "post",
     middleware: [authenticate("admin")] as const,
-    path: "/webhooks/{id}/deliveries/{deliveryId}/retry",
+    path: "/webhooks/{webhookId}/deliveries/{deliveryId}/retry",
     tags,
     summary: "Send a delivery again now, with a fresh retry period",
     security,
@@ -357,7 +359,7 @@ webhookRoutes.openapi(
   async (c) => {
     const db = c.get("deps").db;
     const p = c.req.valid("param");
-    const hook = await getSubscription(db, p.id);
+    const hook = await getSubscription(db, p.webhookId);
     if (!hook) throw notFound();
     const row = await retryDelivery(db, hook.id, p.deliveryId);
     if (!row) throw new ApiError("WEBHOOK_DELIVERY_NOT_FOUND", "No such delivery of this webhook.");
