@@ -73,6 +73,15 @@ export async function listDeliveries(
   };
 }
 
+/** A delivery's state now, or null when it is gone. */
+export async function deliveryState(db: Db, deliveryId: string) {
+  const [row] = await db
+    .select({ state: webhookDeliveries.state })
+    .from(webhookDeliveries)
+    .where(eq(webhookDeliveries.id, deliveryId));
+  return row?.state ?? null;
+}
+
 /**
  * Makes a delivery due again now, with a fresh retry period, whatever its state (a given-up one,
  * or a delivered one the receiver lost). It keeps its place in its workspace's order: later

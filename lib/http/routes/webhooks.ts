@@ -1,8 +1,11 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { WEBHOOK_DELIVERY_STATES, type WebhookRow } from "../../db/schema.js";
+import { within } from "../../deadline.js";
+import { deliverPending } from "../../webhooks/deliver.js";
 import {
   type DeliveryView,
   decodeDeliveryCursor,
+  deliveryState,
   listDeliveries,
   retryDelivery,
 } from "../../webhooks/deliveries.js";
@@ -346,7 +349,8 @@ webhookRoutes.openapi(
     responses: {
       202: json(
         z.object({ delivery: z.object({ id: z.uuid(), state: z.enum(WEBHOOK_DELIVERY_STATES) }) }),
-        "Due again; sent by this request or the sweep.",
+        "Due again, and tried once by this request (within WEBHOOK_INLINE_SECONDS): `state` " +
+          "says how that went; what is still pending the sweep retries.",
       ),
       ...errorResponses(
         AUTH_ERRORS,
@@ -357,12 +361,18 @@ webhookRoutes.openapi(
     },
   }),
   async (c) => {
-    const db = c.get("deps").db;
+    const deps = c.get("deps");
     const p = c.req.valid("param");
-    const hook = await getSubscription(db, p.webhookId);
+    const hook = await getSubscription(deps.db, p.webhookId);
     if (!hook) throw notFound();
-    const row = await retryDelivery(db, hook.id, p.deliveryId);
+    const row = await retryDelivery(deps.db, hook.id, p.deliveryId);
     if (!row) throw new ApiError("WEBHOOK_DELIVERY_NOT_FOUND", "No such delivery of this webhook.");
-    return c.json({ delivery: { id: row.id, state: row.state } }, 202);
+    // Sent now rather than at the next sweep: whoever asks for a retry is watching for it.
+    await deliverPending(deps, {
+      deadline: within(deps.deadline, deps.config.webhooks.inlineMs),
+      workspaceIds: [row.workspaceId],
+    });
+    const state = (await deliveryState(deps.db, row.id)) ?? row.state;
+    return c.json({ delivery: { id: row.id, state } }, 202);
   },
 );
