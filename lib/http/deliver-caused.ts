@@ -23,9 +23,12 @@ export const deliverCaused = (): MiddlewareHandler<AppEnv> =>
     const deps = c.get("deps");
     const budget = deps.config.webhooks.inlineMs;
     if (budget <= 0) return;
+    // Only after an authenticated request: an anonymous one changed nothing, and must not buy a
+    // database query per request.
     const caller = c.get("caller");
+    if (caller === undefined) return;
     const fromPath = WORKSPACE_PATH.exec(c.req.path)?.[1]?.toLowerCase();
-    const workspaceId = fromPath ?? (caller?.kind === "workspace" ? caller.workspaceId : undefined);
+    const workspaceId = fromPath ?? (caller.kind === "workspace" ? caller.workspaceId : undefined);
     try {
       await deliverPending(deps, {
         deadline: within(deps.deadline, budget),
