@@ -243,6 +243,34 @@ describe(`webhooks over ${dbKind()}`, () => {
     expect(acked()[0]?.id).toBe(d.eventId);
   });
 
+  it("a slow receiver holds a request only for WEBHOOK_INLINE_SECONDS; the sweep finishes it", async () => {
+    // Prepare: requests may spend 0.3 s delivering; the receiver takes 1.5 s to answer.
+    const quick = {
+      ...deps,
+      config: { ...deps.config, webhooks: { ...deps.config.webhooks, inlineMs: 300 } },
+    };
+    const { webhook } = await subscribe(["workspace.created"]);
+    rx.answer = async ({ attempt }) => {
+      if (attempt === 1) await new Promise((r) => setTimeout(r, 1_500));
+      return 200;
+    };
+    // Act
+    const res = await createApp(quick).request("/workspaces", {
+      method: "POST",
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" },
+      body: JSON.stringify({ name: "x", runtime: "external" }),
+    });
+    expect(res.status).toBe(201);
+    // Assess: the request's attempt was cut at its bound and left pending, without backoff.
+    const [d] = (await call("GET", `/webhooks/${webhook.id}/deliveries`)).body.deliveries;
+    expect(d).toMatchObject({ state: "pending", lastStatusCode: null });
+    expect(d.lastError).toMatch(/deadline/);
+    await runSweep(deps, { budget: { remainingMs: () => 20_000 }, passes: ["webhooks"] });
+    const [after] = (await call("GET", `/webhooks/${webhook.id}/deliveries`)).body.deliveries;
+    expect(after.state).toBe("delivered");
+    expect(after.attempts).toHaveLength(2);
+  });
+
   it("a crash between commit and delivery loses nothing: the next process's sweep delivers", async () => {
     // Prepare: a process that never delivers in its requests (as if it died right after the
     // commit).
