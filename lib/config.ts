@@ -119,6 +119,19 @@ const schema = z.object({
   // Idle auto-stop defaults for workspaces that set none: 0 = never.
   IDLE_STOP_SECONDS: z.coerce.number().int().min(0).default(0),
   IDLE_ACTION: z.enum(["stop", "hibernate"]).default("stop"),
+  // Webhooks: private targets and http:// (default: only in local mode); one attempt's bound;
+  // the retry schedule (exponential from the first delay, capped, for the period); what a
+  // request may spend delivering the events it caused before it answers.
+  WEBHOOK_ALLOW_PRIVATE: bool.optional(),
+  WEBHOOK_TIMEOUT_SECONDS: z.coerce.number().positive().max(10).default(5),
+  WEBHOOK_RETRY_PERIOD_SECONDS: seconds(24 * 3600),
+  WEBHOOK_RETRY_FIRST_DELAY_SECONDS: z.coerce.number().positive().max(3600).default(5),
+  WEBHOOK_RETRY_MAX_DELAY_SECONDS: z.coerce
+    .number()
+    .positive()
+    .max(24 * 3600)
+    .default(3600),
+  WEBHOOK_INLINE_SECONDS: z.coerce.number().min(0).max(10).default(2),
   LOCAL_CLOUD: z.enum(["on", "off"]).default("on"),
   LOCALCLOUD_PORT: port(4566),
   LOCALCLOUD_DIR: z.string().min(1).default("./.data/localcloud"),
@@ -128,6 +141,13 @@ const schema = z.object({
 
 /** Rules across settings, reported with the single-setting ones. */
 const settings = schema.superRefine((e, ctx) => {
+  if (e.WEBHOOK_RETRY_MAX_DELAY_SECONDS < e.WEBHOOK_RETRY_FIRST_DELAY_SECONDS) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["WEBHOOK_RETRY_MAX_DELAY_SECONDS"],
+      message: "must be at least WEBHOOK_RETRY_FIRST_DELAY_SECONDS",
+    });
+  }
   // A driver with PGlite means the operator expected a server: say so rather than ignore it.
   if (e.DATABASE_DRIVER !== undefined && !/^postgres(ql)?:\/\//.test(e.DATABASE_URL ?? "")) {
     ctx.addIssue({
@@ -170,11 +190,24 @@ export interface Config {
   sweepIntervalSeconds: number;
   idleStopSeconds: number;
   idleAction: "stop" | "hibernate";
+  webhooks: WebhookSettings;
   localCloud: boolean;
   localCloudPort: number;
   localCloudDir: string;
   port: number;
   logLevel: "DEBUG" | "INFO" | "WARN" | "ERROR" | "SILENT";
+}
+
+/** How webhooks are sent and retried (the `WEBHOOK_*` settings). */
+export interface WebhookSettings {
+  /** Loopback and private targets, and `http://`, are allowed (development, tests). */
+  allowPrivate: boolean;
+  timeoutMs: number;
+  retryPeriodMs: number;
+  firstRetryDelayMs: number;
+  maxRetryDelayMs: number;
+  /** What a request may spend, after its own work, delivering what it caused. */
+  inlineMs: number;
 }
 
 /** A setting that failed validation; the message names the variable, never its value. */
@@ -245,6 +278,14 @@ export function loadConfig(env: Record<string, string | undefined>, mode: Mode):
     sweepIntervalSeconds: e.SWEEP_INTERVAL_SECONDS,
     idleStopSeconds: e.IDLE_STOP_SECONDS,
     idleAction: e.IDLE_ACTION,
+    webhooks: {
+      allowPrivate: e.WEBHOOK_ALLOW_PRIVATE ?? mode === "local",
+      timeoutMs: Math.round(e.WEBHOOK_TIMEOUT_SECONDS * 1000),
+      retryPeriodMs: e.WEBHOOK_RETRY_PERIOD_SECONDS * 1000,
+      firstRetryDelayMs: Math.round(e.WEBHOOK_RETRY_FIRST_DELAY_SECONDS * 1000),
+      maxRetryDelayMs: Math.round(e.WEBHOOK_RETRY_MAX_DELAY_SECONDS * 1000),
+      inlineMs: Math.round(e.WEBHOOK_INLINE_SECONDS * 1000),
+    },
     localCloud: e.LOCAL_CLOUD === "on",
     localCloudPort: e.LOCALCLOUD_PORT,
     localCloudDir: e.LOCALCLOUD_DIR,

@@ -826,6 +826,1218 @@ export interface paths {
     patch?: never;
     trace?: never;
   };
+  "/webhooks": {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** List webhooks, newest first */
+    get: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path?: never;
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description Every webhook. */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": {
+              webhooks: components["schemas"]["Webhook"][];
+            };
+          };
+        };
+        /** @description Missing or invalid token: UNAUTHORIZED */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": {
+              error: {
+                /** @enum {string} */
+                code: "UNAUTHORIZED";
+                fields?: {
+                  message: string;
+                  path: string;
+                }[];
+                hint?: string;
+                message: string;
+                requestId: string;
+              };
+            };
+          };
+        };
+        /** @description Token not allowed here: FORBIDDEN */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": {
+              error: {
+                /** @enum {string} */
+                code: "FORBIDDEN";
+                fields?: {
+                  message: string;
+                  path: string;
+                }[];
+                hint?: string;
+                message: string;
+                requestId: string;
+              };
+            };
+          };
+        };
+        /** @description Internal error: INTERNAL */
+        500: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": {
+              error: {
+                /** @enum {string} */
+                code: "INTERNAL";
+                fields?: {
+                  message: string;
+                  path: string;
+                }[];
+                hint?: string;
+                message: string;
+                requestId: string;
+              };
+            };
+          };
+        };
+        /** @description Instance, upstream or database not available: DATABASE_UNAVAILABLE */
+        503: {
+          headers: {
+            /** @description Seconds to wait before trying again (DATABASE_UNAVAILABLE). */
+            "Retry-After"?: number;
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": {
+              error: {
+                /** @enum {string} */
+                code: "DATABASE_UNAVAILABLE";
+                fields?: {
+                  message: string;
+                  path: string;
+                }[];
+                hint?: string;
+                message: string;
+                requestId: string;
+              };
+            };
+          };
+        };
+      };
+    };
+    put?: never;
+    /** Subscribe a receiver to events */
+    post: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path?: never;
+        cookie?: never;
+      };
+      requestBody: {
+        content: {
+          "application/json": components["schemas"]["CreateWebhook"];
+        };
+      };
+      responses: {
+        /** @description Subscribed. */
+        201: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": {
+              /** @description The signing secret (whsec_…), shown once: verify deliveries with it. */
+              secret: string;
+              webhook: components["schemas"]["Webhook"];
+            };
+          };
+        };
+        /** @description Invalid input: VALIDATION_FAILED */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": {
+              error: {
+                /** @enum {string} */
+                code: "VALIDATION_FAILED";
+                fields?: {
+                  message: string;
+                  path: string;
+                }[];
+                hint?: string;
+                message: string;
+                requestId: string;
+              };
+            };
+          };
+        };
+        /** @description Missing or invalid token: UNAUTHORIZED */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": {
+              error: {
+                /** @enum {string} */
+                code: "UNAUTHORIZED";
+                fields?: {
+                  message: string;
+                  path: string;
+                }[];
+                hint?: string;
+                message: string;
+                requestId: string;
+              };
+            };
+          };
+        };
+        /** @description Token not allowed here: FORBIDDEN */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": {
+              error: {
+                /** @enum {string} */
+                code: "FORBIDDEN";
+                fields?: {
+                  message: string;
+                  path: string;
+                }[];
+                hint?: string;
+                message: string;
+                requestId: string;
+              };
+            };
+          };
+        };
+        /** @description Payload too large: PAYLOAD_TOO_LARGE */
+        413: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": {
+              error: {
+                /** @enum {string} */
+                code: "PAYLOAD_TOO_LARGE";
+                fields?: {
+                  message: string;
+                  path: string;
+                }[];
+                hint?: string;
+                message: string;
+                requestId: string;
+              };
+            };
+          };
+        };
+        /** @description Internal error: INTERNAL */
+        500: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": {
+              error: {
+                /** @enum {string} */
+                code: "INTERNAL";
+                fields?: {
+                  message: string;
+                  path: string;
+                }[];
+                hint?: string;
+                message: string;
+                requestId: string;
+              };
+            };
+          };
+        };
+        /** @description Instance, upstream or database not available: DATABASE_UNAVAILABLE */
+        503: {
+          headers: {
+            /** @description Seconds to wait before trying again (DATABASE_UNAVAILABLE). */
+            "Retry-After"?: number;
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": {
+              error: {
+                /** @enum {string} */
+                code: "DATABASE_UNAVAILABLE";
+                fields?: {
+                  message: string;
+                  path: string;
+                }[];
+                hint?: string;
+                message: string;
+                requestId: string;
+              };
+            };
+          };
+        };
+      };
+    };
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  "/webhooks/{webhookId}": {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** Get a webhook */
+    get: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path: {
+          /** @description The webhook id. */
+          webhookId: string;
+        };
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description The webhook. */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": {
+              webhook: components["schemas"]["Webhook"];
+            };
+          };
+        };
+        /** @description Missing or invalid token: UNAUTHORIZED */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": {
+              error: {
+                /** @enum {string} */
+                code: "UNAUTHORIZED";
+                fields?: {
+                  message: string;
+                  path: string;
+                }[];
+                hint?: string;
+                message: string;
+                requestId: string;
+              };
+            };
+          };
+        };
+        /** @description Token not allowed here: FORBIDDEN */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": {
+              error: {
+                /** @enum {string} */
+                code: "FORBIDDEN";
+                fields?: {
+                  message: string;
+                  path: string;
+                }[];
+                hint?: string;
+                message: string;
+                requestId: string;
+              };
+            };
+          };
+        };
+        /** @description Not found: WEBHOOK_NOT_FOUND */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": {
+              error: {
+                /** @enum {string} */
+                code: "WEBHOOK_NOT_FOUND";
+                fields?: {
+                  message: string;
+                  path: string;
+                }[];
+                hint?: string;
+                message: string;
+                requestId: string;
+              };
+            };
+          };
+        };
+        /** @description Internal error: INTERNAL */
+        500: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": {
+              error: {
+                /** @enum {string} */
+                code: "INTERNAL";
+                fields?: {
+                  message: string;
+                  path: string;
+                }[];
+                hint?: string;
+                message: string;
+                requestId: string;
+              };
+            };
+          };
+        };
+        /** @description Instance, upstream or database not available: DATABASE_UNAVAILABLE */
+        503: {
+          headers: {
+            /** @description Seconds to wait before trying again (DATABASE_UNAVAILABLE). */
+            "Retry-After"?: number;
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": {
+              error: {
+                /** @enum {string} */
+                code: "DATABASE_UNAVAILABLE";
+                fields?: {
+                  message: string;
+                  path: string;
+                }[];
+                hint?: string;
+                message: string;
+                requestId: string;
+              };
+            };
+          };
+        };
+      };
+    };
+    put?: never;
+    post?: never;
+    /** Delete a webhook and its deliveries */
+    delete: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path: {
+          /** @description The webhook id. */
+          webhookId: string;
+        };
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description Deleted. */
+        204: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content?: never;
+        };
+        /** @description Missing or invalid token: UNAUTHORIZED */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": {
+              error: {
+                /** @enum {string} */
+                code: "UNAUTHORIZED";
+                fields?: {
+                  message: string;
+                  path: string;
+                }[];
+                hint?: string;
+                message: string;
+                requestId: string;
+              };
+            };
+          };
+        };
+        /** @description Token not allowed here: FORBIDDEN */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": {
+              error: {
+                /** @enum {string} */
+                code: "FORBIDDEN";
+                fields?: {
+                  message: string;
+                  path: string;
+                }[];
+                hint?: string;
+                message: string;
+                requestId: string;
+              };
+            };
+          };
+        };
+        /** @description Not found: WEBHOOK_NOT_FOUND */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": {
+              error: {
+                /** @enum {string} */
+                code: "WEBHOOK_NOT_FOUND";
+                fields?: {
+                  message: string;
+                  path: string;
+                }[];
+                hint?: string;
+                message: string;
+                requestId: string;
+              };
+            };
+          };
+        };
+        /** @description Internal error: INTERNAL */
+        500: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": {
+              error: {
+                /** @enum {string} */
+                code: "INTERNAL";
+                fields?: {
+                  message: string;
+                  path: string;
+                }[];
+                hint?: string;
+                message: string;
+                requestId: string;
+              };
+            };
+          };
+        };
+        /** @description Instance, upstream or database not available: DATABASE_UNAVAILABLE */
+        503: {
+          headers: {
+            /** @description Seconds to wait before trying again (DATABASE_UNAVAILABLE). */
+            "Retry-After"?: number;
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": {
+              error: {
+                /** @enum {string} */
+                code: "DATABASE_UNAVAILABLE";
+                fields?: {
+                  message: string;
+                  path: string;
+                }[];
+                hint?: string;
+                message: string;
+                requestId: string;
+              };
+            };
+          };
+        };
+      };
+    };
+    options?: never;
+    head?: never;
+    /** Change a webhook's URL, events or description (later events only) */
+    patch: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path: {
+          /** @description The webhook id. */
+          webhookId: string;
+        };
+        cookie?: never;
+      };
+      requestBody: {
+        content: {
+          "application/json": components["schemas"]["UpdateWebhook"];
+        };
+      };
+      responses: {
+        /** @description Changed. */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": {
+              webhook: components["schemas"]["Webhook"];
+            };
+          };
+        };
+        /** @description Invalid input: VALIDATION_FAILED */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": {
+              error: {
+                /** @enum {string} */
+                code: "VALIDATION_FAILED";
+                fields?: {
+                  message: string;
+                  path: string;
+                }[];
+                hint?: string;
+                message: string;
+                requestId: string;
+              };
+            };
+          };
+        };
+        /** @description Missing or invalid token: UNAUTHORIZED */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": {
+              error: {
+                /** @enum {string} */
+                code: "UNAUTHORIZED";
+                fields?: {
+                  message: string;
+                  path: string;
+                }[];
+                hint?: string;
+                message: string;
+                requestId: string;
+              };
+            };
+          };
+        };
+        /** @description Token not allowed here: FORBIDDEN */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": {
+              error: {
+                /** @enum {string} */
+                code: "FORBIDDEN";
+                fields?: {
+                  message: string;
+                  path: string;
+                }[];
+                hint?: string;
+                message: string;
+                requestId: string;
+              };
+            };
+          };
+        };
+        /** @description Not found: WEBHOOK_NOT_FOUND */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": {
+              error: {
+                /** @enum {string} */
+                code: "WEBHOOK_NOT_FOUND";
+                fields?: {
+                  message: string;
+                  path: string;
+                }[];
+                hint?: string;
+                message: string;
+                requestId: string;
+              };
+            };
+          };
+        };
+        /** @description Payload too large: PAYLOAD_TOO_LARGE */
+        413: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": {
+              error: {
+                /** @enum {string} */
+                code: "PAYLOAD_TOO_LARGE";
+                fields?: {
+                  message: string;
+                  path: string;
+                }[];
+                hint?: string;
+                message: string;
+                requestId: string;
+              };
+            };
+          };
+        };
+        /** @description Internal error: INTERNAL */
+        500: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": {
+              error: {
+                /** @enum {string} */
+                code: "INTERNAL";
+                fields?: {
+                  message: string;
+                  path: string;
+                }[];
+                hint?: string;
+                message: string;
+                requestId: string;
+              };
+            };
+          };
+        };
+        /** @description Instance, upstream or database not available: DATABASE_UNAVAILABLE */
+        503: {
+          headers: {
+            /** @description Seconds to wait before trying again (DATABASE_UNAVAILABLE). */
+            "Retry-After"?: number;
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": {
+              error: {
+                /** @enum {string} */
+                code: "DATABASE_UNAVAILABLE";
+                fields?: {
+                  message: string;
+                  path: string;
+                }[];
+                hint?: string;
+                message: string;
+                requestId: string;
+              };
+            };
+          };
+        };
+      };
+    };
+    trace?: never;
+  };
+  "/webhooks/{webhookId}/deliveries": {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** A webhook's deliveries, newest event first, with every attempt */
+    get: {
+      parameters: {
+        query?: {
+          cursor?: string;
+          limit?: number;
+        };
+        header?: never;
+        path: {
+          /** @description The webhook id. */
+          webhookId: string;
+        };
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description A page of deliveries. */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": {
+              deliveries: components["schemas"]["WebhookDelivery"][];
+              nextCursor: string | null;
+            };
+          };
+        };
+        /** @description Invalid input: VALIDATION_FAILED */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": {
+              error: {
+                /** @enum {string} */
+                code: "VALIDATION_FAILED";
+                fields?: {
+                  message: string;
+                  path: string;
+                }[];
+                hint?: string;
+                message: string;
+                requestId: string;
+              };
+            };
+          };
+        };
+        /** @description Missing or invalid token: UNAUTHORIZED */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": {
+              error: {
+                /** @enum {string} */
+                code: "UNAUTHORIZED";
+                fields?: {
+                  message: string;
+                  path: string;
+                }[];
+                hint?: string;
+                message: string;
+                requestId: string;
+              };
+            };
+          };
+        };
+        /** @description Token not allowed here: FORBIDDEN */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": {
+              error: {
+                /** @enum {string} */
+                code: "FORBIDDEN";
+                fields?: {
+                  message: string;
+                  path: string;
+                }[];
+                hint?: string;
+                message: string;
+                requestId: string;
+              };
+            };
+          };
+        };
+        /** @description Not found: WEBHOOK_NOT_FOUND */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": {
+              error: {
+                /** @enum {string} */
+                code: "WEBHOOK_NOT_FOUND";
+                fields?: {
+                  message: string;
+                  path: string;
+                }[];
+                hint?: string;
+                message: string;
+                requestId: string;
+              };
+            };
+          };
+        };
+        /** @description Internal error: INTERNAL */
+        500: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": {
+              error: {
+                /** @enum {string} */
+                code: "INTERNAL";
+                fields?: {
+                  message: string;
+                  path: string;
+                }[];
+                hint?: string;
+                message: string;
+                requestId: string;
+              };
+            };
+          };
+        };
+        /** @description Instance, upstream or database not available: DATABASE_UNAVAILABLE */
+        503: {
+          headers: {
+            /** @description Seconds to wait before trying again (DATABASE_UNAVAILABLE). */
+            "Retry-After"?: number;
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": {
+              error: {
+                /** @enum {string} */
+                code: "DATABASE_UNAVAILABLE";
+                fields?: {
+                  message: string;
+                  path: string;
+                }[];
+                hint?: string;
+                message: string;
+                requestId: string;
+              };
+            };
+          };
+        };
+      };
+    };
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  "/webhooks/{webhookId}/deliveries/{deliveryId}/retry": {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /** Send a delivery again now, with a fresh retry period */
+    post: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path: {
+          /** @description The delivery id. */
+          deliveryId: string;
+          /** @description The webhook id. */
+          webhookId: string;
+        };
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description Due again, and tried once by this request (within WEBHOOK_INLINE_SECONDS): `state` says how that went; what is still pending the sweep retries. */
+        202: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": {
+              delivery: {
+                /** Format: uuid */
+                id: string;
+                /** @enum {string} */
+                state: "pending" | "delivered" | "failed";
+              };
+            };
+          };
+        };
+        /** @description Missing or invalid token: UNAUTHORIZED */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": {
+              error: {
+                /** @enum {string} */
+                code: "UNAUTHORIZED";
+                fields?: {
+                  message: string;
+                  path: string;
+                }[];
+                hint?: string;
+                message: string;
+                requestId: string;
+              };
+            };
+          };
+        };
+        /** @description Token not allowed here: FORBIDDEN */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": {
+              error: {
+                /** @enum {string} */
+                code: "FORBIDDEN";
+                fields?: {
+                  message: string;
+                  path: string;
+                }[];
+                hint?: string;
+                message: string;
+                requestId: string;
+              };
+            };
+          };
+        };
+        /** @description Not found: WEBHOOK_NOT_FOUND, WEBHOOK_DELIVERY_NOT_FOUND */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": {
+              error: {
+                /** @enum {string} */
+                code: "WEBHOOK_NOT_FOUND" | "WEBHOOK_DELIVERY_NOT_FOUND";
+                fields?: {
+                  message: string;
+                  path: string;
+                }[];
+                hint?: string;
+                message: string;
+                requestId: string;
+              };
+            };
+          };
+        };
+        /** @description Internal error: INTERNAL */
+        500: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": {
+              error: {
+                /** @enum {string} */
+                code: "INTERNAL";
+                fields?: {
+                  message: string;
+                  path: string;
+                }[];
+                hint?: string;
+                message: string;
+                requestId: string;
+              };
+            };
+          };
+        };
+        /** @description Instance, upstream or database not available: DATABASE_UNAVAILABLE */
+        503: {
+          headers: {
+            /** @description Seconds to wait before trying again (DATABASE_UNAVAILABLE). */
+            "Retry-After"?: number;
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": {
+              error: {
+                /** @enum {string} */
+                code: "DATABASE_UNAVAILABLE";
+                fields?: {
+                  message: string;
+                  path: string;
+                }[];
+                hint?: string;
+                message: string;
+                requestId: string;
+              };
+            };
+          };
+        };
+      };
+    };
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  "/webhooks/{webhookId}/rotate-secret": {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /** Replace the signing secret (shown once) */
+    post: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path: {
+          /** @description The webhook id. */
+          webhookId: string;
+        };
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description The new secret. */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": {
+              /** @description The signing secret (whsec_…), shown once: verify deliveries with it. */
+              secret: string;
+              webhook: components["schemas"]["Webhook"];
+            };
+          };
+        };
+        /** @description Missing or invalid token: UNAUTHORIZED */
+        401: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": {
+              error: {
+                /** @enum {string} */
+                code: "UNAUTHORIZED";
+                fields?: {
+                  message: string;
+                  path: string;
+                }[];
+                hint?: string;
+                message: string;
+                requestId: string;
+              };
+            };
+          };
+        };
+        /** @description Token not allowed here: FORBIDDEN */
+        403: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": {
+              error: {
+                /** @enum {string} */
+                code: "FORBIDDEN";
+                fields?: {
+                  message: string;
+                  path: string;
+                }[];
+                hint?: string;
+                message: string;
+                requestId: string;
+              };
+            };
+          };
+        };
+        /** @description Not found: WEBHOOK_NOT_FOUND */
+        404: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": {
+              error: {
+                /** @enum {string} */
+                code: "WEBHOOK_NOT_FOUND";
+                fields?: {
+                  message: string;
+                  path: string;
+                }[];
+                hint?: string;
+                message: string;
+                requestId: string;
+              };
+            };
+          };
+        };
+        /** @description Internal error: INTERNAL */
+        500: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": {
+              error: {
+                /** @enum {string} */
+                code: "INTERNAL";
+                fields?: {
+                  message: string;
+                  path: string;
+                }[];
+                hint?: string;
+                message: string;
+                requestId: string;
+              };
+            };
+          };
+        };
+        /** @description Instance, upstream or database not available: DATABASE_UNAVAILABLE */
+        503: {
+          headers: {
+            /** @description Seconds to wait before trying again (DATABASE_UNAVAILABLE). */
+            "Retry-After"?: number;
+            [name: string]: unknown;
+          };
+          content: {
+            "application/json": {
+              error: {
+                /** @enum {string} */
+                code: "DATABASE_UNAVAILABLE";
+                fields?: {
+                  message: string;
+                  path: string;
+                }[];
+                hint?: string;
+                message: string;
+                requestId: string;
+              };
+            };
+          };
+        };
+      };
+    };
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
   "/workspaces": {
     parameters: {
       query?: never;
@@ -5450,6 +6662,21 @@ export interface components {
         | "undeliverable";
       timeoutSeconds: number;
     };
+    CreateWebhook: {
+      description?: string;
+      events: (
+        | "workspace.created"
+        | "workspace.status_changed"
+        | "workspace.removed"
+        | "plugin.installed"
+        | "plugin.failed"
+        | "plugin.uninstalled"
+        | "command.finished"
+        | "*"
+      )[];
+      /** @description https:// to a public address (http:// and private ones only when WEBHOOK_ALLOW_PRIVATE). */
+      url: string;
+    };
     CreateWorkspace: {
       /** @default {} */
       env?: {
@@ -5545,6 +6772,69 @@ export interface components {
     Stop: {
       /** @default false */
       hibernate?: boolean;
+    };
+    UpdateWebhook: {
+      description?: string | null;
+      events?: (
+        | "workspace.created"
+        | "workspace.status_changed"
+        | "workspace.removed"
+        | "plugin.installed"
+        | "plugin.failed"
+        | "plugin.uninstalled"
+        | "command.finished"
+        | "*"
+      )[];
+      /** @description https:// to a public address (http:// and private ones only when WEBHOOK_ALLOW_PRIVATE). */
+      url?: string;
+    };
+    Webhook: {
+      createdAt: string;
+      description: string | null;
+      events: (
+        | "workspace.created"
+        | "workspace.status_changed"
+        | "workspace.removed"
+        | "plugin.installed"
+        | "plugin.failed"
+        | "plugin.uninstalled"
+        | "command.finished"
+        | "*"
+      )[];
+      /** @description A delivery was given up after the retry period; cleared by the next success. */
+      failing: boolean;
+      failingSince: string | null;
+      /** Format: uuid */
+      id: string;
+      updatedAt: string;
+      url: string;
+    };
+    WebhookDelivery: {
+      attempts: {
+        at: string;
+        attempt: number;
+        error: string | null;
+        latencyMs: number;
+        statusCode: number | null;
+      }[];
+      createdAt: string;
+      deliveredAt: string | null;
+      /**
+       * Format: uuid
+       * @description The `webhook-id` header, on every attempt.
+       */
+      eventId: string;
+      eventType: string;
+      /** Format: uuid */
+      id: string;
+      lastError: string | null;
+      lastStatusCode: number | null;
+      nextAttemptAt: string | null;
+      seq: number;
+      /** @enum {string} */
+      state: "pending" | "delivered" | "failed";
+      /** Format: uuid */
+      workspaceId: string;
     };
     Workspace: {
       createdAt: string;

@@ -1,6 +1,6 @@
 import { and, desc, eq, inArray, lt, sql } from "drizzle-orm";
 import type { Db } from "../db/client.js";
-import { type WorkspaceCommandRow, workspaceCommands } from "../db/schema.js";
+import { type WorkspaceCommandRow, workspaceCommands, workspaceEvents } from "../db/schema.js";
 import { isUuid, type Page, seqCursorCodec, toPage } from "../workspaces/queries.js";
 import { rowsOf } from "../workspaces/transition.js";
 import type { CommandStatus } from "./status.js";
@@ -150,19 +150,36 @@ export async function endCommand(
   row: Pick<WorkspaceCommandRow, "id" | "workspaceId">,
   end: CommandEnd,
 ): Promise<WorkspaceCommandRow | null> {
-  const [ended] = await db
-    .update(workspaceCommands)
-    .set({
-      status: end.status,
-      exitCode: end.exitCode,
-      ...(end.startedAt !== undefined && { startedAt: end.startedAt }),
-      finishedAt: end.finishedAt ?? sql`now()`,
-      ...(end.error !== undefined && { error: end.error }),
-      ...(end.releaseKey && { idempotencyKey: null }),
-      updatedAt: sql`now()`,
-    })
-    .where(unfinished(row.id))
-    .returning();
+  // The end and its `command.finished` event commit together (the log is the webhooks' outbox),
+  // under the workspace's row lock so the event's seq follows the workspace's other events.
+  const ended = await db.transaction(async (tx) => {
+    await tx.execute(
+      sql`select id from workspaces where id = ${row.workspaceId} for no key update`,
+    );
+    const [done] = await tx
+      .update(workspaceCommands)
+      .set({
+        status: end.status,
+        exitCode: end.exitCode,
+        ...(end.startedAt !== undefined && { startedAt: end.startedAt }),
+        finishedAt: end.finishedAt ?? sql`now()`,
+        ...(end.error !== undefined && { error: end.error }),
+        ...(end.releaseKey && { idempotencyKey: null }),
+        updatedAt: sql`now()`,
+      })
+      .where(unfinished(row.id))
+      .returning();
+    if (done) {
+      await tx.insert(workspaceEvents).values({
+        workspaceId: done.workspaceId,
+        type: "command.finished",
+        reason: done.status,
+        actor: done.requestedBy === "admin" ? "api" : "agent",
+        data: { commandId: done.id, status: done.status, exitCode: done.exitCode },
+      });
+    }
+    return done;
+  });
   return ended ?? getCommand(db, row.workspaceId, row.id);
 }
 

@@ -180,10 +180,15 @@ export const workspaceEvents = pgTable(
     workspaceId: uuid("workspace_id")
       .notNull()
       .references(() => workspaces.id, { onDelete: "cascade" }),
+    // What happened (an `EventType` of lib/webhooks/events.ts): a status change (`from`/`to`
+    // set; `workspace.created` and `workspace.removed` are status changes too) or a plugin or
+    // command outcome (`to` null, the facts in `data`). The log is the webhooks' outbox.
+    type: text("type").notNull().default("workspace.status_changed"),
     from: workspaceStatus("from"),
-    to: workspaceStatus("to").notNull(),
+    to: workspaceStatus("to"),
     reason: text("reason").notNull(),
     actor: text("actor").notNull(),
+    data: jsonb("data").$type<Record<string, unknown>>().notNull().default({}),
     // When the change was written: clock_timestamp(), not now() (the transaction's start), so a
     // writer that began early but committed after another does not appear to precede it.
     at: timestamp("at", { withTimezone: true }).notNull().default(sql`clock_timestamp()`),
@@ -245,6 +250,83 @@ export const workspaceCommands = pgTable(
   ],
 );
 
+export const WEBHOOK_DELIVERY_STATES = ["pending", "delivered", "failed"] as const;
+export type WebhookDeliveryState = (typeof WEBHOOK_DELIVERY_STATES)[number];
+export const webhookDeliveryState = pgEnum("webhook_delivery_state", WEBHOOK_DELIVERY_STATES);
+
+export const webhooks = pgTable(
+  "webhooks",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    url: text("url").notNull(),
+    // Event types it wants (`*`: all). Read by the fan-out trigger on workspace_events.
+    events: text("events").array().notNull(),
+    description: text("description"),
+    // The signing secret, sealed (lib/webhooks/secret.ts): AES-256-GCM under a key derived from
+    // ADMIN_TOKEN, so a database dump or a read-only query path does not hand it out.
+    secretSealed: text("secret_sealed").notNull(),
+    // Set when a delivery was given up after the retry period; cleared by the next success.
+    failingSince: timestamp("failing_since", { withTimezone: true }),
+    ...timestamps,
+  },
+  (t) => [index("webhooks_created_idx").on(t.createdAt.desc(), t.id.desc())],
+);
+
+export const webhookDeliveries = pgTable(
+  "webhook_deliveries",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    webhookId: uuid("webhook_id")
+      .notNull()
+      .references(() => webhooks.id, { onDelete: "cascade" }),
+    // The event; its id is the `webhook-id` header, the same on every attempt.
+    eventId: uuid("event_id")
+      .notNull()
+      .references(() => workspaceEvents.id, { onDelete: "cascade" }),
+    workspaceId: uuid("workspace_id").notNull(),
+    // The event's seq: a workspace's deliveries to one webhook go out in this order.
+    seq: bigint("seq", { mode: "number" }).notNull(),
+    state: webhookDeliveryState("state").notNull().default("pending"),
+    attempts: integer("attempts").notNull().default(0),
+    nextAttemptAt: timestamp("next_attempt_at", { withTimezone: true }).notNull().defaultNow(),
+    // The retry period runs from here (the first attempt, or the last manual retry).
+    periodStartedAt: timestamp("period_started_at", { withTimezone: true }),
+    // A sender's claim: another sender leaves the row alone until it expires (a dead sender's
+    // claim lapses, and the delivery is sent again: at least once).
+    claimId: uuid("claim_id"),
+    claimedUntil: timestamp("claimed_until", { withTimezone: true }),
+    lastStatusCode: integer("last_status_code"),
+    lastError: text("last_error"),
+    deliveredAt: timestamp("delivered_at", { withTimezone: true }),
+    createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    uniqueIndex("webhook_deliveries_event_idx").on(t.webhookId, t.eventId),
+    // The listing pages newest first; the order rule looks up a workspace's earlier ones.
+    index("webhook_deliveries_list_idx").on(t.webhookId, t.seq.desc(), t.id.desc()),
+    index("webhook_deliveries_order_idx").on(t.webhookId, t.workspaceId, t.seq),
+    index("webhook_deliveries_due_idx").on(t.nextAttemptAt).where(sql`${t.state} = 'pending'`),
+  ],
+);
+
+export const webhookAttempts = pgTable(
+  "webhook_attempts",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    deliveryId: uuid("delivery_id")
+      .notNull()
+      .references(() => webhookDeliveries.id, { onDelete: "cascade" }),
+    attempt: integer("attempt").notNull(),
+    at: timestamp("at", { withTimezone: true }).notNull().defaultNow(),
+    statusCode: integer("status_code"),
+    latencyMs: integer("latency_ms").notNull(),
+    // Why it did not count as acknowledged (a refused address, a timeout, a status): never the
+    // receiver's body, never a header.
+    error: text("error"),
+  },
+  (t) => [index("webhook_attempts_delivery_idx").on(t.deliveryId, t.attempt)],
+);
+
 export const pluginAllowlist = pgTable("plugin_allowlist", {
   name: text("name").primaryKey(),
 });
@@ -259,3 +341,6 @@ export type WorkspaceRow = typeof workspaces.$inferSelect;
 export type WorkspaceEventRow = typeof workspaceEvents.$inferSelect;
 export type WorkspacePluginRow = typeof workspacePlugins.$inferSelect;
 export type WorkspaceCommandRow = typeof workspaceCommands.$inferSelect;
+export type WebhookRow = typeof webhooks.$inferSelect;
+export type WebhookDeliveryRow = typeof webhookDeliveries.$inferSelect;
+export type WebhookAttemptRow = typeof webhookAttempts.$inferSelect;

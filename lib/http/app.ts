@@ -8,6 +8,7 @@ import { safeError } from "../redact.js";
 import { VERSION } from "../version.js";
 import { type AppEnv, newRouter } from "./context.js";
 import { requestDeadline } from "./deadline.js";
+import { deliverCaused } from "./deliver-caused.js";
 import { ApiError, DATABASE_RETRY_AFTER_SECONDS, errorBody, errorResponses } from "./errors.js";
 import { accessLog, bodyLimit, emptyJsonBody } from "./middleware.js";
 import { referenceUi } from "./on-demand.js";
@@ -16,6 +17,7 @@ import { instanceRoutes } from "./routes/instances.js";
 import { lifecycleRoutes } from "./routes/lifecycle.js";
 import { pluginRoutes } from "./routes/plugins.js";
 import { registryRoutes } from "./routes/registry.js";
+import { webhookRoutes } from "./routes/webhooks.js";
 import { workspaceRoutes } from "./routes/workspaces.js";
 
 export { VERSION };
@@ -43,6 +45,7 @@ export function createApp(deps: Deps, opts: AppOptions = {}) {
   app.use("*", accessLog());
   app.use("*", bodyLimit());
   app.use("*", emptyJsonBody());
+  app.use("*", deliverCaused());
 
   app.onError((err, c) => {
     const rid = c.get("requestId") ?? "unknown";
@@ -117,6 +120,7 @@ export function createApp(deps: Deps, opts: AppOptions = {}) {
   app.route("/", lifecycleRoutes);
   app.route("/", commandRoutes);
   app.route("/", registryRoutes);
+  app.route("/", webhookRoutes);
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {
     type: "http",

@@ -44,6 +44,8 @@ export const ERROR_CODES = [
   "COMMAND_RUNNING",
   "COMMAND_UNCONFIRMED",
   "COMMAND_OUTPUT_MISSING",
+  "WEBHOOK_NOT_FOUND",
+  "WEBHOOK_DELIVERY_NOT_FOUND",
   "UPSTREAM_UNAVAILABLE",
   "DATABASE_UNAVAILABLE",
   "INTERNAL",
@@ -69,6 +71,8 @@ export function codeToStatus(code: ErrorCode): ContentfulStatusCode {
     case "PLUGIN_NOT_INSTALLED":
     case "COMMAND_NOT_FOUND":
     case "COMMAND_OUTPUT_MISSING":
+    case "WEBHOOK_NOT_FOUND":
+    case "WEBHOOK_DELIVERY_NOT_FOUND":
       return 404;
     case "WORKSPACE_REMOVED":
     case "WORKSPACE_STATE_CONFLICT":

@@ -1,4 +1,4 @@
-import { and, asc, eq, sql } from "drizzle-orm";
+import { and, asc, eq, type SQL, sql } from "drizzle-orm";
 import type { Db } from "../db/client.js";
 import {
   type PluginSnapshot,
@@ -6,6 +6,8 @@ import {
   workspacePlugins,
   workspaces,
 } from "../db/schema.js";
+import { redactText } from "../redact.js";
+import type { Actor } from "../workspaces/model.js";
 import { rowsOf } from "../workspaces/transition.js";
 
 /**
@@ -217,50 +219,106 @@ export type OperationEnd =
   | { kind: "failed"; error: string };
 
 /**
+ * A plugin record's change together with its event (`plugin.installed`, `plugin.failed`,
+ * `plugin.uninstalled`), in one statement: the event is the webhooks' outbox, so it commits with
+ * the change or not at all. The workspace's row is locked, as every status change locks it, so a
+ * workspace's events take their `seq` in the order they commit (deliveries go out in that
+ * order). `for no key update`: it waits for a status change's `for update` and another event's
+ * lock, but not for the key-share lock a plugin claim's foreign key takes on the same row, so a
+ * claim and an outcome of two plugins of one workspace cannot deadlock.
+ */
+function withPluginEvent(
+  workspaceId: string,
+  change: SQL,
+  type: "plugin.installed" | "plugin.failed" | "plugin.uninstalled",
+  error: string | null,
+  actor: Actor,
+): SQL {
+  return sql`
+    with lk as (select id from workspaces where id = ${workspaceId} for no key update),
+    changed as (${change}),
+    ev as (
+      insert into workspace_events (workspace_id, type, reason, actor, data)
+      select c.workspace_id, ${type}, ${type.slice("plugin.".length)}, ${actor},
+        jsonb_build_object('plugin', c.name, 'version', c.version, 'source', c.source,
+          'digest', c.digest, 'error', ${error === null ? null : redactText(error)}::text)
+      from changed c join lk on lk.id = c.workspace_id
+    )
+    select * from changed`;
+}
+
+/**
  * Ends the operation holding the row, if it still holds it (`op_id`): one conditional
- * statement. Returns the row as it is afterwards, or null when it was deleted or moved on.
+ * statement, which also logs the outcome's event. Returns the row as it is afterwards, or null
+ * when it was deleted or moved on.
  */
 export async function endOperation(
   db: Db,
   key: PluginKey & { opId: string },
   end: OperationEnd,
+  actor: Actor = "api",
 ): Promise<{ done: boolean; row: WorkspacePluginRow | null }> {
   const mine = sql`p.workspace_id = ${key.workspaceId} and p.name = ${key.name} and p.op_id = ${key.opId}::uuid`;
+  const logged = (
+    change: SQL,
+    type: "plugin.installed" | "plugin.failed" | "plugin.uninstalled",
+    error: string | null,
+  ) => db.execute(withPluginEvent(key.workspaceId, change, type, error, actor));
   let result: unknown;
   switch (end.kind) {
     case "installed":
-      result = await db.execute(sql`
+      result = await logged(
+        sql`
         update workspace_plugins p set state = 'installed', op_id = null, error = null,
           previous = null, updated_at = now()
-        where ${mine} and p.state = 'installing' returning p.*`);
+        where ${mine} and p.state = 'installing' returning p.*`,
+        "plugin.installed",
+        null,
+      );
       break;
     case "uninstalled":
-      result = await db.execute(sql`
-        delete from workspace_plugins p where ${mine} and p.state = 'uninstalling' returning p.*`);
+      result = await logged(
+        sql`
+        delete from workspace_plugins p where ${mine} and p.state = 'uninstalling' returning p.*`,
+        "plugin.uninstalled",
+        null,
+      );
       return { done: rowsOf(result).length > 0, row: null };
     case "unchanged": {
       // A record that existed goes back to its facts, with the error; a new one is dropped
-      // (or kept as `failed` so the caller can read why).
+      // (or kept as `failed` so the caller can read why). Either way the operation failed.
       const deleted = end.keepFailed
         ? { rows: [] }
-        : await db.execute(sql`
-            delete from workspace_plugins p where ${mine} and p.previous is null returning p.*`);
+        : await logged(
+            sql`
+            delete from workspace_plugins p where ${mine} and p.previous is null returning p.*`,
+            "plugin.failed",
+            end.error,
+          );
       if (rowsOf(deleted).length > 0) return { done: true, row: null };
-      result = await db.execute(sql`
+      result = await logged(
+        sql`
         update workspace_plugins p set
           state = coalesce(p.previous->>'state', 'failed')::plugin_state,
           version = coalesce(p.previous->>'version', p.version),
           source = coalesce(p.previous->>'source', p.source),
           digest = coalesce(p.previous->>'digest', p.digest),
           error = ${end.error}, op_id = null, previous = null, updated_at = now()
-        where ${mine} returning p.*`);
+        where ${mine} returning p.*`,
+        "plugin.failed",
+        end.error,
+      );
       break;
     }
     case "failed":
-      result = await db.execute(sql`
+      result = await logged(
+        sql`
         update workspace_plugins p set state = 'failed', error = ${end.error}, op_id = null,
           previous = null, updated_at = now()
-        where ${mine} returning p.*`);
+        where ${mine} returning p.*`,
+        "plugin.failed",
+        end.error,
+      );
       break;
     default: {
       const unreachable: never = end;
@@ -279,19 +337,36 @@ export async function endOperation(
  * caller's order after the generation moved on; the old instance's commands are no longer read.
  */
 export async function reapplyPlugins(db: Db, workspaceId: string): Promise<void> {
-  await db.execute(sql`
-    delete from workspace_plugins where workspace_id = ${workspaceId} and state = 'uninstalling'`);
+  // The new instance never had it: the uninstall is done, and said so.
+  await db.execute(
+    withPluginEvent(
+      workspaceId,
+      sql`delete from workspace_plugins
+        where workspace_id = ${workspaceId} and state = 'uninstalling' returning *`,
+      "plugin.uninstalled",
+      null,
+      "api",
+    ),
+  );
   await db.execute(sql`
     update workspace_plugins set state = 'installing', op_id = gen_random_uuid(),
       command_id = null, instance_id = null, previous = null, error = null, updated_at = now()
     where workspace_id = ${workspaceId} and state in ('installed', 'installing')
       and archive_key is not null`);
-  await db.execute(sql`
-    update workspace_plugins set state = 'failed', op_id = null, command_id = null,
-      instance_id = null, previous = null, updated_at = now(),
-      error = 'the workspace was restarted and this record has no staged archive; install it again'
-    where workspace_id = ${workspaceId} and state in ('installed', 'installing')
-      and archive_key is null`);
+  const unstaged =
+    "the workspace was restarted and this record has no staged archive; install it again";
+  await db.execute(
+    withPluginEvent(
+      workspaceId,
+      sql`update workspace_plugins set state = 'failed', op_id = null, command_id = null,
+        instance_id = null, previous = null, updated_at = now(), error = ${unstaged}
+      where workspace_id = ${workspaceId} and state in ('installed', 'installing')
+        and archive_key is null returning *`,
+      "plugin.failed",
+      unstaged,
+      "api",
+    ),
+  );
 }
 
 /** Maps a raw `workspace_plugins` row (snake_case) to the typed row. */

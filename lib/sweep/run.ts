@@ -21,6 +21,7 @@ import {
   type SweepBudget,
   zeroCounts,
 } from "./types.js";
+import { sweepWebhooks } from "./webhooks.js";
 
 export const PASSES = {
   launch: sweepLaunch,
@@ -34,6 +35,8 @@ export const PASSES = {
   plugins: sweepPlugins,
   commands: sweepCommands,
   orphans: sweepOrphans,
+  // Last: what the passes before it changed is announced in the same run.
+  webhooks: sweepWebhooks,
 } as const satisfies Record<string, (ctx: PassContext) => Promise<PassCounts>>;
 
 export type PassName = keyof typeof PASSES;

@@ -77,8 +77,9 @@ export async function createWorkspace(
       returning *
     ),
     ev as (
-      insert into workspace_events (workspace_id, "from", "to", reason, actor)
-      select id, null, status, 'created', 'api' from w
+      insert into workspace_events (workspace_id, type, "from", "to", reason, actor, data)
+      select id, 'workspace.created', null, status, 'created', 'api',
+        jsonb_build_object('name', name, 'runtime', runtime, 'tier', tier) from w
     ),
     tok as (
       insert into workspace_tokens (workspace_id, token_hash, prefix, generation)

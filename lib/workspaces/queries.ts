@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, getTableColumns, gt, sql } from "drizzle-orm";
+import { and, asc, desc, eq, getTableColumns, gt, isNotNull, sql } from "drizzle-orm";
 import type { Db } from "../db/client.js";
 import { type WorkspaceStatus, workspaceEvents, workspaces } from "../db/schema.js";
 import type { WorkspaceRow } from "./model.js";
@@ -122,14 +122,18 @@ export async function listWorkspaces(
 }
 
 export type EventRow = typeof workspaceEvents.$inferSelect;
+/** An event that is a status change: it names the status it moved to. */
+export type StatusEventRow = EventRow & { to: WorkspaceStatus };
 
 /** Oldest first, in `seq` order: the history reads as it was committed. */
 export async function listEvents(
   db: Db,
   workspaceId: string,
   opts: { limit: number; cursor?: EventCursor },
-): Promise<Page<EventRow>> {
-  const conds = [eq(workspaceEvents.workspaceId, workspaceId)];
+): Promise<Page<StatusEventRow>> {
+  // The status history only: plugin and command outcomes share the log (it is the webhooks'
+  // outbox) but are not status changes.
+  const conds = [eq(workspaceEvents.workspaceId, workspaceId), isNotNull(workspaceEvents.to)];
   if (opts.cursor) conds.push(gt(workspaceEvents.seq, Number(opts.cursor.seq)));
   const rows = await db
     .select()
@@ -137,5 +141,8 @@ export async function listEvents(
     .where(and(...conds))
     .orderBy(asc(workspaceEvents.seq))
     .limit(opts.limit + 1);
-  return toPage(rows, opts.limit, (r) => eventCursor.encode({ seq: String(r.seq) }));
+  // `to is not null` above: every row names its status.
+  return toPage(rows as StatusEventRow[], opts.limit, (r) =>
+    eventCursor.encode({ seq: String(r.seq) }),
+  );
 }

@@ -87,8 +87,10 @@ export async function transition(db: Db, input: TransitionInput): Promise<Transi
       returning w.*, prev.prev_status
     ),
     ev as (
-      insert into workspace_events (workspace_id, "from", "to", reason, actor)
-      select id, prev_status, status, ${input.reason}, ${input.actor} from upd
+      insert into workspace_events (workspace_id, type, "from", "to", reason, actor)
+      select id, case when status = 'removed' then 'workspace.removed'
+                      else 'workspace.status_changed' end,
+        prev_status, status, ${input.reason}, ${input.actor} from upd
     )
     select * from upd`);
   return rowsOf(result).map((r) => ({

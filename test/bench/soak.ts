@@ -1,6 +1,6 @@
 import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
-import { eq, inArray, sql } from "drizzle-orm";
+import { and, eq, inArray, isNotNull, sql } from "drizzle-orm";
 import { workspaceEvents, workspaces } from "../../lib/db/schema.js";
 import { createApp } from "../../lib/http/app.js";
 import { runSweep } from "../../lib/sweep/run.js";
@@ -220,7 +220,7 @@ async function checkEnd(world: World, crashed: Set<string>, violations: string[]
   // The event log agrees with every status, in commit order.
   const ends = await world.deps.db.execute(sql`
     select w.id, w.status, (select e."to" from ${workspaceEvents} e where e.workspace_id = w.id
-                            order by e.seq desc limit 1) as last_to
+                            and e."to" is not null order by e.seq desc limit 1) as last_to
     from ${workspaces} w`);
   for (const row of (
     ends as unknown as { rows: { id: string; status: string; last_to: string | null }[] }
@@ -230,13 +230,17 @@ async function checkEnd(world: World, crashed: Set<string>, violations: string[]
       violations.push(`event log of ${row.id} ends in ${row.last_to}, status is ${row.status}`);
     }
   }
+  // The chain is of status changes; plugin and command outcomes (`to` null) are not links.
   const events = await world.deps.db
     .select()
     .from(workspaceEvents)
     .where(
-      inArray(
-        workspaceEvents.workspaceId,
-        rows.map((r) => r.id),
+      and(
+        inArray(
+          workspaceEvents.workspaceId,
+          rows.map((r) => r.id),
+        ),
+        isNotNull(workspaceEvents.to),
       ),
     )
     .orderBy(workspaceEvents.workspaceId, workspaceEvents.seq);

@@ -53,7 +53,7 @@ export async function openTestDb(
 /** Empties every table (≈ 4 ms), cheaper than a new PGlite per test. */
 export async function truncateAll(opened: OpenedDb): Promise<void> {
   await opened.db.execute(
-    sql`truncate workspaces, workspace_tokens, workspace_plugins, workspace_events, plugin_allowlist, sweep_leases cascade`,
+    sql`truncate workspaces, workspace_tokens, workspace_plugins, workspace_events, plugin_allowlist, sweep_leases, webhooks cascade`,
   );
 }
 

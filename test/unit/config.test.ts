@@ -87,3 +87,53 @@ describe("settings", () => {
     expect(c.pluginAllowUnpinned).toBe(true);
   });
 });
+
+describe("webhook settings", () => {
+  const lambda = {
+    ADMIN_TOKEN: "x".repeat(16),
+    DATABASE_URL: "postgres://h/db",
+    STAGING_BUCKET: "bkt",
+  };
+
+  it("allow private targets by default only in local mode", () => {
+    expect(loadConfig({}, "local").webhooks.allowPrivate).toBe(true);
+    expect(loadConfig(lambda, "lambda").webhooks.allowPrivate).toBe(false);
+    expect(
+      loadConfig({ ...lambda, WEBHOOK_ALLOW_PRIVATE: "true" }, "lambda").webhooks.allowPrivate,
+    ).toBe(true);
+    expect(loadConfig({ WEBHOOK_ALLOW_PRIVATE: "false" }, "local").webhooks.allowPrivate).toBe(
+      false,
+    );
+  });
+
+  it("default to a 24 h retry period from 5 s, capped at 1 h, 5 s per attempt, 2 s in a request", () => {
+    expect(loadConfig({}, "local").webhooks).toEqual({
+      allowPrivate: true,
+      timeoutMs: 5_000,
+      retryPeriodMs: 86_400_000,
+      firstRetryDelayMs: 5_000,
+      maxRetryDelayMs: 3_600_000,
+      inlineMs: 2_000,
+    });
+  });
+
+  it.each([
+    ["WEBHOOK_ALLOW_PRIVATE", "yes"],
+    ["WEBHOOK_TIMEOUT_SECONDS", "0"],
+    ["WEBHOOK_TIMEOUT_SECONDS", "30"],
+    ["WEBHOOK_RETRY_PERIOD_SECONDS", "-1"],
+    ["WEBHOOK_RETRY_FIRST_DELAY_SECONDS", "soon"],
+    ["WEBHOOK_INLINE_SECONDS", "11"],
+  ])("refuses %s=%s, naming it", (variable, value) => {
+    expect(problemsOf({ [variable]: value })).toEqual([variable]);
+  });
+
+  it("refuses a cap below the first delay", () => {
+    expect(
+      problemsOf({
+        WEBHOOK_RETRY_FIRST_DELAY_SECONDS: "60",
+        WEBHOOK_RETRY_MAX_DELAY_SECONDS: "10",
+      }),
+    ).toEqual(["WEBHOOK_RETRY_MAX_DELAY_SECONDS"]);
+  });
+});

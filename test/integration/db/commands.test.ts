@@ -1,8 +1,9 @@
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
+import { eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
-import { workspaceCommands } from "../../../lib/db/schema.js";
+import { workspaceCommands, workspaceEvents } from "../../../lib/db/schema.js";
 import type { Deps, Log } from "../../../lib/deps.js";
 import { createApp } from "../../../lib/http/app.js";
 import { runSweep } from "../../../lib/sweep/run.js";
@@ -122,6 +123,17 @@ describe(`commands API over ${dbKind()}`, () => {
         requestedBy: "admin",
       });
       expect(row?.ssmCommandId).toMatch(/^[0-9a-f-]{36}$/);
+      // Its end is in the event log (the webhooks' outbox), once.
+      const finished = await t.opened.db
+        .select()
+        .from(workspaceEvents)
+        .where(eq(workspaceEvents.type, "command.finished"));
+      expect(finished).toHaveLength(1);
+      expect(finished[0]).toMatchObject({
+        workspaceId: ws.id,
+        to: null,
+        data: { commandId: body.commandId, status: "succeeded", exitCode: 0 },
+      });
     });
 
     it("exports env and enters cwd; env values reach neither the database nor the logs", async () => {

@@ -67,6 +67,7 @@ const SPEC_ROUTES = [
 const BODIES: Record<string, unknown> = {
   "POST /workspaces": { name: "matrix", runtime: "external" },
   "PUT /plugins/allowlist": { names: [] },
+  "POST /webhooks": { url: "https://hooks.example.com/in", events: ["*"] },
   "POST /workspaces/{id}/plugins": { source: "local://code-review" },
   "POST /workspaces/{id}/commands": { argv: ["true"] },
 };
@@ -196,6 +197,9 @@ const PATH_VALUES = (w: World): Record<string, string> => ({
   id: w.a.id,
   name: "code-review",
   commandId: "00000000-0000-4000-8000-000000000000",
+  // No such webhook or delivery: the admin's call answers 404, every other caller is refused.
+  webhookId: "00000000-0000-4000-8000-00000000feed",
+  deliveryId: "00000000-0000-4000-8000-00000000beef",
 });
 
 function requestFor(doc: OpenApiDoc | null, route: Route, w: World) {

@@ -183,6 +183,8 @@ async function eventChains(sys: System, truth: Truth): Promise<string[]> {
   const out: string[] = [];
   const last = new Map<string, string>();
   for (const e of events) {
+    // Plugin and command outcomes are in the log too; the chain is of status changes.
+    if (e.to === null) continue;
     const prev = last.get(e.workspaceId) ?? null;
     if (e.from !== prev) {
       out.push(`${e.workspaceId}: event ${e.seq} ${e.from}→${e.to} follows ${prev ?? "nothing"}`);
