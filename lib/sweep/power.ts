@@ -17,6 +17,18 @@ import {
 // are idempotent): a lost answer, or a call that failed transiently in its request.
 const REDRIVE_AFTER_MS = 30_000;
 
+/** The statuses the power pass looks at (the sweep's query and the EC2-event path alike). */
+export const POWER_STATUSES = ["stopping", "starting", "stopped"] as const;
+
+export interface PowerOptions {
+  /**
+   * Whether this run may ask EC2 again (StopInstances, StartInstances, a relaunch of a vanished
+   * instance). The sweep does; the EC2-event path only records what the running check confirms,
+   * so its function needs no permission to change an instance, and the sweep re-drives the rest.
+   */
+  redrive: boolean;
+}
+
 /**
  * Power: what EC2 says of the instances of `stopping`, `starting` and `stopped` workspaces, by
  * the running check (⌈N/200⌉ calls per page) — never by assuming.
@@ -34,63 +46,76 @@ const REDRIVE_AFTER_MS = 30_000;
 export async function sweepPower(ctx: PassContext): Promise<PassCounts> {
   const counts = zeroCounts();
   const where = and(
-    inArray(workspaces.status, ["stopping", "starting", "stopped"]),
+    inArray(workspaces.status, [...POWER_STATUSES]),
     ne(workspaces.runtime, "external"),
     isNotNull(workspaces.instanceId),
   );
   const page = { ...ctx, batchSize: ctx.batchSize * PARALLEL_CALLS };
   for await (const rows of workspaceBatches(page, where)) {
-    counts.checked += rows.length;
-    const checks = await checkInstances(
-      ctx.deps,
-      rows.map((r) => r.instanceId ?? ""),
-      { launchedAt: new Map(rows.map((r) => [r.instanceId ?? "", r.launchedAt])) },
-    );
-    const stoppedNow: WorkspaceRow[] = [];
-    const hibernatedNow: WorkspaceRow[] = [];
-    const work: { row: WorkspaceRow; check: InstanceCheck }[] = [];
-    for (const row of rows) {
-      const check = checks.get(row.instanceId ?? "");
-      if (!check || check.outcome === "transient") {
-        counts.transient++;
-        if (check && noteRefusal(ctx, "ec2:DescribeInstances", check.error)) counts.misconfigured++;
-        continue;
-      }
-      if (row.status === "stopping" && check.outcome === "stopped" && check.state === "stopped") {
-        (check.reason === "Client.UserInitiatedHibernate" ? hibernatedNow : stoppedNow).push(row);
-      } else {
-        work.push({ row, check });
-      }
-    }
-    for (const [batch, hibernated] of [
-      [stoppedNow, false],
-      [hibernatedNow, true],
-    ] as const) {
-      if (batch.length === 0) continue;
-      const changed = await transition(ctx.deps.db, {
-        ids: batch.map((r) => r.id),
-        from: ["stopping"],
-        to: "stopped",
-        where: sameInstance(batch),
-        reason: hibernated ? "instance hibernated" : "instance stopped",
-        actor: "sweep:power",
-        set: { hibernated },
-      });
-      counts.changed += changed.length;
-    }
-    await forEachInBudget(ctx, work, 4, async ({ row, check }) => {
-      try {
-        if (await advance(ctx, row, check)) counts.changed++;
-      } catch (err) {
-        counts.errors++;
-        ctx.deps.log.error("power pass failed on a workspace", {
-          workspaceId: row.id,
-          error: String(err),
-        });
-      }
-    });
+    await powerBatch(ctx, rows, counts, { redrive: true });
   }
   return counts;
+}
+
+/**
+ * The power pass over one batch of rows in {@link POWER_STATUSES} that name an instance, added to
+ * `counts`: the sweep runs it page by page, the EC2-event path on the rows an event named.
+ */
+export async function powerBatch(
+  ctx: PassContext,
+  rows: readonly WorkspaceRow[],
+  counts: PassCounts,
+  opts: PowerOptions,
+): Promise<void> {
+  counts.checked += rows.length;
+  const checks = await checkInstances(
+    ctx.deps,
+    rows.map((r) => r.instanceId ?? ""),
+    { launchedAt: new Map(rows.map((r) => [r.instanceId ?? "", r.launchedAt])) },
+  );
+  const stoppedNow: WorkspaceRow[] = [];
+  const hibernatedNow: WorkspaceRow[] = [];
+  const work: { row: WorkspaceRow; check: InstanceCheck }[] = [];
+  for (const row of rows) {
+    const check = checks.get(row.instanceId ?? "");
+    if (!check || check.outcome === "transient") {
+      counts.transient++;
+      if (check && noteRefusal(ctx, "ec2:DescribeInstances", check.error)) counts.misconfigured++;
+      continue;
+    }
+    if (row.status === "stopping" && check.outcome === "stopped" && check.state === "stopped") {
+      (check.reason === "Client.UserInitiatedHibernate" ? hibernatedNow : stoppedNow).push(row);
+    } else {
+      work.push({ row, check });
+    }
+  }
+  for (const [batch, hibernated] of [
+    [stoppedNow, false],
+    [hibernatedNow, true],
+  ] as const) {
+    if (batch.length === 0) continue;
+    const changed = await transition(ctx.deps.db, {
+      ids: batch.map((r) => r.id),
+      from: ["stopping"],
+      to: "stopped",
+      where: sameInstance(batch),
+      reason: hibernated ? "instance hibernated" : "instance stopped",
+      actor: "sweep:power",
+      set: { hibernated },
+    });
+    counts.changed += changed.length;
+  }
+  await forEachInBudget(ctx, work, 4, async ({ row, check }) => {
+    try {
+      if (await advance(ctx, row, check, opts)) counts.changed++;
+    } catch (err) {
+      counts.errors++;
+      ctx.deps.log.error("power pass failed on a workspace", {
+        workspaceId: row.id,
+        error: String(err),
+      });
+    }
+  });
 }
 
 const gone = (check: InstanceCheck) =>
@@ -100,7 +125,12 @@ const stale = (ctx: PassContext, row: WorkspaceRow) =>
   ctx.deps.clock.now().getTime() - row.updatedAt.getTime() >= REDRIVE_AFTER_MS;
 
 /** One row's next step; true when something changed. */
-async function advance(ctx: PassContext, row: WorkspaceRow, check: InstanceCheck) {
+async function advance(
+  ctx: PassContext,
+  row: WorkspaceRow,
+  check: InstanceCheck,
+  { redrive }: PowerOptions,
+) {
   const { deps } = ctx;
   const instanceId = row.instanceId ?? "";
   switch (row.status) {
@@ -109,7 +139,7 @@ async function advance(ctx: PassContext, row: WorkspaceRow, check: InstanceCheck
         await afterStop(deps, row, { kind: "gone", error: goneError(check) }, "sweep:power");
         return true;
       }
-      if (check.outcome === "running" && stale(ctx, row)) {
+      if (redrive && check.outcome === "running" && stale(ctx, row)) {
         // While stopping, `hibernated` holds what was asked for.
         const hibernate = row.hibernation && row.hibernated;
         await afterStop(
@@ -123,6 +153,8 @@ async function advance(ctx: PassContext, row: WorkspaceRow, check: InstanceCheck
       return false;
     }
     case "starting": {
+      // A relaunch is a new launch: only the sweep does it.
+      if (!redrive) return false;
       if (gone(check)) {
         await afterStart(deps, row, { kind: "gone", error: goneError(check) }, "sweep:power");
         return true;
