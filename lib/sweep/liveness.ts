@@ -6,7 +6,7 @@ import { type WorkspaceRow, workspaces } from "../db/schema.js";
 import { transition } from "../workspaces/transition.js";
 import { sameInstance, workspaceBatches } from "./batches.js";
 import { checkBatch, recordRefusal } from "./check-batch.js";
-import { noteRefusal, type PassContext, type PassCounts, zeroCounts } from "./types.js";
+import { noteRefusal, type PassContext, type PassCounts, passActor, zeroCounts } from "./types.js";
 
 /** The statuses liveness looks at (the sweep's query and the EC2-event path alike). */
 export const LIVENESS_STATUSES = ["online", "degraded"] as const;
@@ -98,7 +98,7 @@ export async function livenessBatch(
       to: "offline",
       where: sameInstance(stopped),
       reason: "instance stopped",
-      actor: "sweep:liveness",
+      actor: passActor(ctx, "liveness"),
     });
     counts.changed += changed.length;
   }
@@ -110,7 +110,7 @@ export async function livenessBatch(
       to: "degraded",
       where: sameInstance(lost),
       reason,
-      actor: "sweep:liveness",
+      actor: passActor(ctx, "liveness"),
       set: { lastError: reason },
     });
     counts.changed += changed.length;
@@ -122,7 +122,7 @@ export async function livenessBatch(
       to: "online",
       where: sameInstance(back),
       reason: "SSM agent Online again",
-      actor: "sweep:liveness",
+      actor: passActor(ctx, "liveness"),
       set: { lastError: null },
     });
     counts.changed += changed.length;

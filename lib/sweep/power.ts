@@ -10,6 +10,7 @@ import {
   noteRefusal,
   type PassContext,
   type PassCounts,
+  passActor,
   zeroCounts,
 } from "./types.js";
 
@@ -100,7 +101,7 @@ export async function powerBatch(
       to: "stopped",
       where: sameInstance(batch),
       reason: hibernated ? "instance hibernated" : "instance stopped",
-      actor: "sweep:power",
+      actor: passActor(ctx, "power"),
       set: { hibernated },
     });
     counts.changed += changed.length;
@@ -136,7 +137,12 @@ async function advance(
   switch (row.status) {
     case "stopping": {
       if (gone(check)) {
-        await afterStop(deps, row, { kind: "gone", error: goneError(check) }, "sweep:power");
+        await afterStop(
+          deps,
+          row,
+          { kind: "gone", error: goneError(check) },
+          passActor(ctx, "power"),
+        );
         return true;
       }
       if (redrive && check.outcome === "running" && stale(ctx, row)) {
@@ -146,7 +152,7 @@ async function advance(
           deps,
           row,
           await stopInstance(deps, instanceId, row.launchedAt, { hibernate }),
-          "sweep:power",
+          passActor(ctx, "power"),
         );
         await touch(ctx, row);
       }
@@ -156,7 +162,12 @@ async function advance(
       // A relaunch is a new launch: only the sweep does it.
       if (!redrive) return false;
       if (gone(check)) {
-        await afterStart(deps, row, { kind: "gone", error: goneError(check) }, "sweep:power");
+        await afterStart(
+          deps,
+          row,
+          { kind: "gone", error: goneError(check) },
+          passActor(ctx, "power"),
+        );
         return true;
       }
       if (check.outcome === "stopped" && check.state === "stopped" && stale(ctx, row)) {
@@ -164,7 +175,7 @@ async function advance(
           deps,
           row,
           await startInstance(deps, instanceId, row.launchedAt),
-          "sweep:power",
+          passActor(ctx, "power"),
         );
         await touch(ctx, row);
       }
@@ -178,7 +189,7 @@ async function advance(
         to: "stopped",
         instanceId,
         reason: "instance gone; a start launches a new one",
-        actor: "sweep:power",
+        actor: passActor(ctx, "power"),
         set: {
           instanceId: null,
           launchedAt: null,

@@ -6,7 +6,7 @@ import { type WorkspaceRow, workspaces } from "../db/schema.js";
 import { transition } from "../workspaces/transition.js";
 import { sameInstance, workspaceBatches } from "./batches.js";
 import { checkBatch, recordRefusal } from "./check-batch.js";
-import { noteRefusal, type PassContext, type PassCounts, zeroCounts } from "./types.js";
+import { noteRefusal, type PassContext, type PassCounts, passActor, zeroCounts } from "./types.js";
 
 /** The statuses readiness looks at (the sweep's query and the EC2-event path alike). */
 export const READINESS_STATUSES = ["provisioning", "starting"] as const;
@@ -74,7 +74,7 @@ export async function readinessBatch(
       to: "online",
       where: sameInstance(ready),
       reason: "instance running and agent online",
-      actor: "sweep:readiness",
+      actor: passActor(ctx, "readiness"),
       set: { lastError: null },
     });
     counts.changed += changed.length;
@@ -87,7 +87,7 @@ export async function readinessBatch(
       to: "failed",
       where: sameInstance(dead),
       reason: "instance stopped while provisioning",
-      actor: "sweep:readiness",
+      actor: passActor(ctx, "readiness"),
       set: { lastError: "instance stopped while provisioning" },
     });
     counts.changed += changed.length;
