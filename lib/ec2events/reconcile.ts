@@ -8,7 +8,7 @@ import { remainingMs } from "../deadline.js";
 import type { Deps } from "../deps.js";
 import { safeError } from "../redact.js";
 import { LIVENESS_STATUSES, livenessBatch } from "../sweep/liveness.js";
-import { POWER_STATUSES, powerBatch } from "../sweep/power.js";
+import { POWER_STATUSES, powerBatch } from "../sweep/power-batch.js";
 import { READINESS_STATUSES, readinessBatch } from "../sweep/readiness.js";
 import { type PassContext, type PassCounts, passActor, zeroCounts } from "../sweep/types.js";
 import { recordInstance } from "../workspaces/launch.js";
@@ -35,10 +35,8 @@ const PASSES: readonly {
 }[] = [
   { statuses: READINESS_STATUSES, run: readinessBatch },
   { statuses: LIVENESS_STATUSES, run: livenessBatch },
-  {
-    statuses: POWER_STATUSES,
-    run: (ctx, rows, counts) => powerBatch(ctx, rows, counts, { redrive: false }),
-  },
+  // No re-drive: power only records what the check confirms here.
+  { statuses: POWER_STATUSES, run: (ctx, rows, counts) => powerBatch(ctx, rows, counts) },
 ];
 
 /**

@@ -14,7 +14,11 @@ import { LAMBDA_EXTERNALS, SST_ESM_BANNER } from "../../infra/bundling.js";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 
-export const LAMBDA_ENTRIES = { api: "functions/api.ts", sweep: "functions/sweep.ts" } as const;
+export const LAMBDA_ENTRIES = {
+  api: "functions/api.ts",
+  sweep: "functions/sweep.ts",
+  "ec2-events": "functions/ec2-events.ts",
+} as const;
 export type LambdaName = keyof typeof LAMBDA_ENTRIES;
 
 /** Where the test leaves the last figures for the bench (git-ignored). */
