@@ -6,6 +6,7 @@ import {
   API_ACTIONS,
   catalogueActions,
   DEPLOYMENT_TAG_KEY,
+  EC2_EVENT_ACTIONS,
   type PermissionStatement,
   permissionCatalogue,
   RUN_SHELL_DOCUMENT,
@@ -37,7 +38,7 @@ describe("IAM = code", () => {
   let dir = "";
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "wcp-iam-"));
-    for (const name of ["api", "sweep"] as const) {
+    for (const name of ["api", "sweep", "ec2-events"] as const) {
       const bundle = await buildLambdaBundle(name, dir, { minify: false });
       bundles[name] = readFileSync(bundle.file, "utf8");
     }
@@ -62,6 +63,14 @@ describe("IAM = code", () => {
 
   it("gives the sweep function exactly what its bundle sends", () => {
     expect(sorted(SWEEP_ACTIONS)).toEqual(actionsNeededByBundle(bundles.sweep ?? ""));
+  });
+
+  it("gives the EC2-event function exactly what its bundle sends: nothing that changes an instance", () => {
+    expect(sorted(EC2_EVENT_ACTIONS)).toEqual(actionsNeededByBundle(bundles["ec2-events"] ?? ""));
+    expect(sorted(EC2_EVENT_ACTIONS)).toEqual([
+      "ec2:DescribeInstances",
+      "ssm:DescribeInstanceInformation",
+    ]);
   });
 
   it("scopes by the tag and the document the code actually uses", () => {
