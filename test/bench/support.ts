@@ -5,6 +5,7 @@ import { createAwsClients } from "../../lib/compute/clients.js";
 import { openDb } from "../../lib/db/client.js";
 import { workspaces } from "../../lib/db/schema.js";
 import { type Deps, silentLog, systemClock } from "../../lib/deps.js";
+import type { EventSink } from "../../lib/localcloud/events.js";
 import { type LocalCloud, startLocalCloud } from "../../lib/localcloud/index.js";
 import { testConfig } from "../support/context.js";
 import { launchInstances } from "../support/fleet.js";
@@ -32,6 +33,8 @@ export interface WorldOptions {
   db?: "pglite" | "postgres";
   /** Per-attempt AWS request timeout; default 30 s. */
   requestTimeoutMs?: number;
+  /** Targets of the local cloud's EC2 state-change events (its default delays); default none. */
+  eventTargets?: EventSink[];
 }
 
 export async function createWorld(
@@ -48,6 +51,7 @@ export async function createWorld(
     bootDelayMs: 10,
     ssmOnlineDelayMs: 10,
     invocationVisibleDelayMs: 200,
+    ...(opts.eventTargets && { eventTargets: opts.eventTargets }),
   });
   const queries = { count: 0 };
   let server: PostgresServer | undefined;
