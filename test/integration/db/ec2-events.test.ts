@@ -8,6 +8,7 @@ import {
   TerminateInstancesCommand,
 } from "@aws-sdk/client-ec2";
 import { eq } from "drizzle-orm";
+import fc from "fast-check";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { createAwsClients } from "../../../lib/compute/clients.js";
 import { type WorkspaceStatus, workspaceEvents, workspaces } from "../../../lib/db/schema.js";
@@ -26,6 +27,8 @@ let dir: string;
 let t: TestContext;
 /** While false, the cloud's deliveries are taken and dropped (tests that hand events in). */
 let live = true;
+/** Deliveries being handled right now. */
+let inflight = 0;
 /** What the cloud's deliveries led to, with the state each event announced. */
 const outcomes: (EventOutcome & { announced: string })[] = [];
 const handled = (state: string) => outcomes.filter((o) => o.announced === state);
@@ -127,7 +130,12 @@ beforeAll(async () => {
     eventTargets: [
       async (event: StateChangeEvent) => {
         if (!live) return;
-        outcomes.push({ ...(await reconcile(event)), announced: event.detail.state });
+        inflight++;
+        try {
+          outcomes.push({ ...(await reconcile(event)), announced: event.detail.state });
+        } finally {
+          inflight--;
+        }
       },
     ],
   });
@@ -331,5 +339,79 @@ describe(`EC2 state-change events over ${dbKind()}`, () => {
       "malformed",
     ]);
     expect(await describeCalls()).toBe(0);
+  });
+});
+
+describe(`EC2 events under random duplicates and reordering, over ${dbKind()}`, () => {
+  /** Every delivery made and handled. */
+  const settled = () =>
+    waitFor(async () => {
+      const stats = (await control("/events/stats")) as { pending: number };
+      return stats.pending === 0 && inflight === 0 ? true : undefined;
+    }, 10_000);
+
+  it("never makes a wrong transition: only online → offline, at most once, and offline whenever the instance ends stopped", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({
+          // Crashes and starts alternate; how many, and the pauses between them.
+          steps: fc.integer({ min: 1, max: 4 }),
+          pauses: fc.array(fc.integer({ min: 0, max: 80 }), { minLength: 4, maxLength: 4 }),
+          duplicate: fc.integer({ min: 0, max: 2 }),
+          stoppedLatencyMs: fc.integer({ min: 0, max: 250 }),
+          runningLatencyMs: fc.integer({ min: 0, max: 250 }),
+        }),
+        async ({ steps, pauses, duplicate, stoppedLatencyMs, runningLatencyMs }) => {
+          // Prepare
+          await control("/faults", { method: "DELETE" });
+          const instanceId = await launch();
+          await waitFor(async () =>
+            (await instanceState(instanceId)) === "running" ? true : undefined,
+          );
+          const ws = await seed("online", instanceId);
+          for (const [action, latencyMs] of [
+            ["stopped", stoppedLatencyMs],
+            ["running", runningLatencyMs],
+          ] as const) {
+            await control("/faults", {
+              method: "POST",
+              body: {
+                service: "events",
+                action,
+                latencyMs,
+                ...(duplicate > 0 && { duplicate }),
+              },
+            });
+          }
+
+          // Act: crash, start, crash, … — each event may come late, twice, out of order.
+          for (let i = 0; i < steps; i++) {
+            if (i % 2 === 0) {
+              await control(`/instances/${instanceId}/crash`, { method: "POST" });
+            } else {
+              await t.deps.aws.ec2.send(new StartInstancesCommand({ InstanceIds: [instanceId] }));
+            }
+            await new Promise((r) => setTimeout(r, pauses[i] ?? 0));
+          }
+          // A start's running state comes after the boot delay; its events after that.
+          await waitFor(async () => {
+            const state = await instanceState(instanceId);
+            return state === "running" || state === "stopped" ? state : undefined;
+          });
+          await new Promise((r) => setTimeout(r, 50));
+          await settled();
+
+          // Assess
+          const history = (await eventsOf(ws.id)).map((e) => [e.from, e.to]);
+          expect(history.length).toBeLessThanOrEqual(1);
+          for (const step of history) expect(step).toEqual(["online", "offline"]);
+          const ended = await instanceState(instanceId);
+          const status = (await rowOf(ws.id))?.status;
+          if (ended === "stopped") expect(status).toBe("offline");
+          else expect(["online", "offline"]).toContain(status);
+        },
+      ),
+      { numRuns: 12, seed: 16 },
+    );
   });
 });
