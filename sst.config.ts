@@ -1,8 +1,9 @@
 /// <reference path="./.sst/platform/config.d.ts" />
 
-// The deployment of workspace-control-plane: the HTTP API, the scheduled sweep, the staging
-// bucket and what workspace instances run with. Components live in infra/; SST forbids
-// top-level imports here, so run() imports them. Runtime code never imports infra/.
+// The deployment of workspace-control-plane: the HTTP API, the scheduled sweep, the EC2-event
+// function and its EventBridge rule, the staging bucket and what workspace instances run with.
+// Components live in infra/; SST forbids top-level imports here, so run() imports them. Runtime
+// code never imports infra/.
 export default $config({
   app(input) {
     return {
@@ -23,6 +24,7 @@ export default $config({
     );
     const { api } = await import("./infra/api.js");
     await import("./infra/sweep.js");
+    await import("./infra/ec2-events.js");
     return {
       api: api.url,
       stagingBucket: stagingBucket.name,

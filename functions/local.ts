@@ -5,7 +5,9 @@ import { serve } from "@hono/node-server";
 import { createAwsClients } from "../lib/compute/clients.js";
 import { loadConfig } from "../lib/config.js";
 import { exitOnDatabaseStartError, openMigratedDb, redactedUrl } from "../lib/db/start.js";
-import { systemClock } from "../lib/deps.js";
+import { deadlineIn } from "../lib/deadline.js";
+import { type Deps, systemClock } from "../lib/deps.js";
+import { reconcileInstanceEvent } from "../lib/ec2events/reconcile.js";
 import { createApp } from "../lib/http/app.js";
 import { startLocalCloud } from "../lib/localcloud/index.js";
 import { createLog } from "../lib/log.js";
@@ -31,11 +33,25 @@ const config = loadConfig(env, "local");
 config.platformUrl ??= `http://127.0.0.1:${config.port}`;
 const log = createLog("local", config.logLevel);
 
+// The local cloud announces instance state changes as EventBridge would, to the same handler the
+// EC2-event Lambda runs (functions/ec2-events.ts), within the same deadline; a throw is a failed
+// delivery, which the local cloud retries.
+const EVENT_DEADLINE_MS = 27_000;
+let eventDeps: Deps | undefined;
 const cloud = config.localCloud
   ? await startLocalCloud({
       port: config.localCloudPort,
       dir: resolve(config.localCloudDir),
       buckets: [config.stagingBucket],
+      eventTargets: [
+        async (event) => {
+          if (!eventDeps) throw new Error("not serving yet");
+          const outcome = await reconcileInstanceEvent(eventDeps, event, {
+            deadline: deadlineIn(EVENT_DEADLINE_MS),
+          });
+          log.debug("ec2 event", { eventId: event.id, ...outcome });
+        },
+      ],
     })
   : undefined;
 const aws = createAwsClients({
@@ -53,6 +69,7 @@ const database = await openMigratedDb(config.databaseUrl, {
 }).catch(exitOnDatabaseStartError);
 
 const deps = { db: database.db, aws, clock: systemClock, log, config };
+eventDeps = deps;
 const app = createApp(deps);
 
 const server = serve({ fetch: app.fetch, port: config.port, hostname: "127.0.0.1" }, (info) => {

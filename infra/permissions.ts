@@ -1,5 +1,5 @@
 /**
- * The IAM the two Lambda functions get: exactly the AWS actions the code in `lib/` sends, each
+ * The IAM the Lambda functions get: exactly the AWS actions the code in `lib/` sends, each
  * scoped as tightly as the service allows. Pure data — no SST globals — so the infra test reads
  * the same statements the deployment attaches (test/infra/permissions.test.ts compares them
  * with the AWS SDK commands found in `lib/` and in each function's bundle).
@@ -192,6 +192,16 @@ export const SWEEP_ACTIONS: readonly string[] = [
 export function instanceRoleStatements<R>(commandOutputObjectsArn: R): PermissionStatement<R>[] {
   return [{ actions: ["s3:PutObject"], resources: [commandOutputObjectsArn] }];
 }
+
+/**
+ * The EC2-event function: the running check (DescribeInstances, with the `client-token` filter
+ * for a lost launch's adoption) and the SSM pings readiness and liveness read. It only records
+ * what the check confirms; every call that changes an instance stays the sweep's.
+ */
+export const EC2_EVENT_ACTIONS: readonly string[] = [
+  "ec2:DescribeInstances",
+  "ssm:DescribeInstanceInformation",
+];
 
 /**
  * The catalogue's statements cut down to `actions`; statements left with no action are dropped.

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { type Catalogue, catalogueEntries } from "./catalogue.js";
+import type { StateChangeEvents } from "./events.js";
 import type { FaultTable } from "./faults.js";
 import { faultSpec } from "./faults.js";
 import type { Fleet } from "./fleet.js";
@@ -30,6 +31,7 @@ export interface ControlDeps {
   stats: CallStats;
   catalogue: Catalogue;
   opts: ResolvedOptions;
+  events: StateChangeEvents;
 }
 
 /** `PUT /_localcloud/settings`: the options that may change while the cloud runs. */
@@ -42,6 +44,9 @@ const settingsSpec = z
   })
   .partial()
   .strict();
+
+/** `POST /_localcloud/eventTargets`: a loopback URL that gets every state-change event. */
+const eventTargetSpec = z.object({ url: z.string().max(2048) }).strict();
 
 /** `POST /_localcloud/instances/:id/agent`: lose the instance's SSM agent, or bring it back. */
 const agentSpec = z.object({ online: z.boolean() }).strict();
@@ -106,6 +111,29 @@ const routes: Route[] = [
       return ok(describe(fleet, id));
     },
   },
+  {
+    method: "GET",
+    pattern: /^\/eventTargets$/,
+    handler: ({ events }) => ok({ targets: events.urls() }),
+  },
+  {
+    method: "POST",
+    pattern: /^\/eventTargets$/,
+    handler: ({ events }, _params, body) => {
+      const parsed = parseBody(eventTargetSpec, body, "invalid event target");
+      if (!parsed.ok) return parsed.response;
+      const added = events.addUrl(parsed.value.url);
+      if ("error" in added) return { status: 400, json: { error: added.error } };
+      return { status: 201, json: added };
+    },
+  },
+  {
+    method: "DELETE",
+    pattern: /^\/eventTargets\/([^/]+)$/,
+    handler: ({ events }, [id = ""]) =>
+      events.removeUrl(id) ? ok({ cleared: 1 }) : notFound(`event target ${id}`),
+  },
+  { method: "GET", pattern: /^\/events\/stats$/, handler: ({ events }) => ok(events.stats()) },
   { method: "GET", pattern: /^\/faults$/, handler: ({ faults }) => ok({ faults: faults.list() }) },
   {
     method: "POST",
@@ -165,7 +193,7 @@ const routes: Route[] = [
 
 /**
  * The control API under `/_localcloud/`, for tests and demos: instance listing, crashes, agent
- * loss, fault injection, call statistics, run-time settings and the resource catalogue. It sits
+ * loss, EC2 state-change event targets, fault injection, call statistics, run-time settings and the resource catalogue. It sits
  * outside the AWS APIs, so nothing here is counted.
  */
 export function handleControl(

@@ -4,11 +4,20 @@ import { z } from "zod";
 export const serviceNames = ["ec2", "ssm", "s3"] as const;
 export type ServiceName = (typeof serviceNames)[number];
 
+/**
+ * What a fault can be armed on: a service's API calls, or `events` — the EC2 state-change events
+ * the local cloud delivers to its event targets (events.ts), by the state they announce.
+ */
+export type FaultService = ServiceName | "events";
+
 /** The body of `POST /_localcloud/faults`. */
 export const faultSpec = z
   .object({
-    service: z.enum(serviceNames),
-    /** An action name ("DescribeInstances", "SendCommand", "GetObject") or "*". */
+    service: z.enum([...serviceNames, "events"]),
+    /**
+     * An action name ("DescribeInstances", "SendCommand", "GetObject") or "*"; for `events`, the
+     * state the event announces ("stopped", "running", …) or "*".
+     */
     action: z.string().min(1),
     /** The error code to answer with; "" or absent means no error (latency only). */
     error: z.string().optional(),
@@ -32,11 +41,35 @@ export const faultSpec = z
      * ClientToken makes the repeat harmless; SendCommand has no token, so its script runs again.
      */
     loseAnswer: z.enum(["drop", "hang"]).optional(),
+    /**
+     * Events only: deliver this many extra copies, each on its own delay. EventBridge delivers
+     * at least once and Lambda's asynchronous queue can hand the same event over twice
+     * (docs.aws.amazon.com/lambda/latest/dg/invocation-async-error-handling.html). With
+     * `latencyMs` (the event's delivery is held this much longer, so later events overtake it)
+     * this is how duplicates and reordering are made.
+     */
+    duplicate: z.number().int().min(1).max(10).optional(),
+    /**
+     * Events only: never deliver it. Events from AWS services reach EventBridge "best effort"
+     * unless listed as durable: "in some rare cases an event might not be delivered"
+     * (docs.aws.amazon.com/eventbridge/latest/ref/event-delivery-level.html).
+     */
+    lose: z.boolean().optional(),
   })
   .strict()
   .refine((f) => !f.loseAnswer || (!f.error && !f.hang && !f.malformed), {
     message: "loseAnswer performs the call; it cannot be combined with error, hang or malformed",
-  });
+  })
+  .refine(
+    (f) =>
+      f.service === "events"
+        ? !f.error && !f.httpStatus && !f.hang && !f.malformed && !f.loseAnswer
+        : f.duplicate === undefined && f.lose === undefined,
+    {
+      message:
+        "events faults take latencyMs, duplicate and lose; duplicate and lose are for events only",
+    },
+  );
 
 export type FaultSpec = z.infer<typeof faultSpec>;
 
@@ -125,7 +158,7 @@ export class FaultTable {
 
   /** The fault that fires for this call, if any; a fault that has used up `times` is removed. */
   match(
-    service: ServiceName,
+    service: FaultService,
     action: string,
     random: () => number = Math.random,
   ): Fault | undefined {

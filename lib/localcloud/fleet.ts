@@ -46,6 +46,12 @@ export type InstanceDownListener = (instanceId: string) => void;
  */
 export type InstanceUpListener = (inst: InstanceRecord) => void;
 
+/**
+ * Called whenever an instance enters a state, with when (epoch ms): the source of the EC2
+ * state-change events (events.ts). It must not call back into the fleet.
+ */
+export type StateListener = (inst: InstanceRecord, at: number) => void;
+
 /** One instance's state change, as StopInstances, StartInstances and TerminateInstances answer. */
 export interface StateChange {
   inst: InstanceRecord;
@@ -66,6 +72,7 @@ export class Fleet {
   #closed = false;
   #downListeners: InstanceDownListener[] = [];
   #upListeners: InstanceUpListener[] = [];
+  #stateListeners: StateListener[] = [];
 
   constructor(
     private readonly state: CloudState,
@@ -91,6 +98,10 @@ export class Fleet {
 
   onInstanceUp(listener: InstanceUpListener): void {
     this.#upListeners.push(listener);
+  }
+
+  onStateChange(listener: StateListener): void {
+    this.#stateListeners.push(listener);
   }
 
   instanceDir(id: string): string {
@@ -145,6 +156,7 @@ export class Fleet {
       launched.push(inst);
     }
     this.#afterChange(launched);
+    for (const inst of launched) this.#entered(inst, now);
     return launched;
   }
 
@@ -167,6 +179,7 @@ export class Fleet {
           message: "Client.UserInitiatedShutdown: User initiated shutdown",
         };
         delete inst.stopMode;
+        this.#entered(inst, now);
       }
       out.push({ inst, previous });
     }
@@ -213,6 +226,7 @@ export class Fleet {
         inst.console = capConsole(
           `${inst.console}${hibernates ? "[  OK  ] Reached target hibernate.target - System Hibernation.\n" : "[  OK  ] Reached target poweroff.target - System Power Off.\n"}`,
         );
+        this.#entered(inst, now);
       }
       out.push({ inst, previous });
     }
@@ -246,6 +260,7 @@ export class Fleet {
         inst.stateTransitionReason = "";
         delete inst.stateReason;
         delete inst.stopMode;
+        this.#entered(inst, now);
       }
       out.push({ inst, previous });
     }
@@ -271,6 +286,7 @@ export class Fleet {
         `${inst.console}[ 9999.000000] Kernel panic - not syncing: localcloud crash\n`,
       );
       this.#afterChange([inst]);
+      this.#entered(inst, Date.now());
     }
     return inst;
   }
@@ -388,17 +404,20 @@ export class Fleet {
           this.#runUserData(due, at);
           this.changes.instance(due);
           for (const listener of this.#upListeners) listener(due);
+          this.#entered(due, at);
           break;
         case "stopping":
           due.state = "stopped";
           delete due.dueAt;
           this.changes.instance(due);
+          this.#entered(due, at);
           break;
         case "shutting-down":
           due.state = "terminated";
           due.terminatedAt = at;
           due.dueAt = at + this.opts.terminatedVisibleMs;
           this.changes.instance(due);
+          this.#entered(due, at);
           break;
         case "terminated":
           this.state.instances = this.state.instances.filter((i) => i !== due);
@@ -416,6 +435,10 @@ export class Fleet {
   close(): void {
     this.#closed = true;
     clearTimeout(this.#timer);
+  }
+
+  #entered(inst: InstanceRecord, at: number): void {
+    for (const listener of this.#stateListeners) listener(inst, at);
   }
 
   #afterChange(changed: InstanceRecord[]): void {

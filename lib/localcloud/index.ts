@@ -18,6 +18,12 @@
  *   stays, user data does not run again. SSM no longer lists a stopped instance, takes commands
  *   for it and delivers them once its agent is Online after the start. The `hibernationFallback`
  *   setting turns a hibernation into the plain stop EC2 falls back to.
+ * - EC2 state-change events: every state an instance enters (launch, start, stop, crash,
+ *   terminate, hibernate) is delivered as EventBridge's `EC2 Instance State-change Notification`
+ *   to the `eventTargets` option's callbacks and the URLs of `POST /_localcloud/eventTargets`,
+ *   asynchronously after `eventDelayMs` plus jitter, retried until delivered; `events` faults
+ *   (`POST /_localcloud/faults` with `service: "events"`, `action: <state>`) duplicate, delay
+ *   (reorder) or lose them. `GET /_localcloud/events/stats` counts deliveries.
  * - State: every answer leaves after its change is in `state.json` + `state.journal`.
  */
 import { mkdirSync } from "node:fs";
@@ -25,6 +31,7 @@ import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { Catalogue } from "./catalogue.js";
 import { CallStats } from "./control.js";
+import { StateChangeEvents } from "./events.js";
 import { FaultTable } from "./faults.js";
 import { Fleet } from "./fleet.js";
 import { type LocalCloudOptions, resolveOptions } from "./options.js";
@@ -85,6 +92,9 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
   const groups = new ProcessGroups();
   const fleet = new Fleet(loaded, opts, groups, file);
   const runner = new CommandRunner(loaded, fleet, opts, groups, file, objects);
+  const faults = new FaultTable();
+  const events = new StateChangeEvents(opts, faults, opts.eventTargets);
+  fleet.onStateChange((inst, at) => events.emit(inst.id, inst.state, at));
   // What loading changed (interrupted scripts, expired history) becomes the new snapshot.
   file.compact();
   const cloud = new CloudServer({
@@ -92,11 +102,12 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
     fleet,
     runner,
     objects,
-    faults: new FaultTable(),
+    faults,
     stats: new CallStats(),
     changes: file,
     catalogue,
     opts,
+    events,
   });
   try {
     await new Promise<void>((resolve, reject) => {
@@ -110,6 +121,7 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
     // A port in use must not leave timers and the journal open behind the error.
     fleet.close();
     runner.close();
+    events.close();
     await file.close();
     throw err;
   }
@@ -123,6 +135,7 @@ export async function startLocalCloud(options: LocalCloudOptions): Promise<Local
     dir: opts.dir,
     close: () => {
       closing ??= (async () => {
+        events.close();
         fleet.close();
         runner.close();
         groups.killAll();

@@ -1,4 +1,5 @@
 import type { CatalogueEntries } from "./catalogue.js";
+import type { EventSink } from "./events.js";
 
 /** Options of {@link startLocalCloud}; every delay is in milliseconds. */
 export interface LocalCloudOptions {
@@ -62,6 +63,29 @@ export interface LocalCloudOptions {
    * bucket answers `NoSuchBucket`.
    */
   buckets?: string[];
+  /**
+   * In-process targets of the EC2 state-change events (events.ts), beside the URLs registered
+   * through `POST /_localcloud/eventTargets`. Default none.
+   */
+  eventTargets?: EventSink[];
+  /**
+   * How long an event takes to reach its targets, plus up to `eventJitterMs` at random. AWS
+   * publishes no figure for EC2 → EventBridge → target latency; defaults 500 and 250, so two
+   * changes within a quarter second may arrive in either order, as EventBridge promises none.
+   */
+  eventDelayMs?: number;
+  eventJitterMs?: number;
+  /**
+   * A delivery failing this long is given up on: EventBridge's default retry policy is
+   * "24 hours and up to 185 times" (eventbridge/latest/userguide/eb-rule-retry-policy.html).
+   * Default 24 h.
+   */
+  eventMaxAgeMs?: number;
+  /**
+   * The first retry of a failed delivery waits about this long, doubling per attempt up to
+   * 5 minutes; AWS does not publish its backoff's base. Default 1000.
+   */
+  eventRetryBaseMs?: number;
 }
 
 export type ResolvedOptions = Required<LocalCloudOptions>;
@@ -83,5 +107,10 @@ export function resolveOptions(opts: LocalCloudOptions): ResolvedOptions {
     catalogue: opts.catalogue ?? {},
     credentials: opts.credentials ?? { local: "local" },
     buckets: opts.buckets ?? [],
+    eventTargets: opts.eventTargets ?? [],
+    eventDelayMs: opts.eventDelayMs ?? 500,
+    eventJitterMs: opts.eventJitterMs ?? 250,
+    eventMaxAgeMs: opts.eventMaxAgeMs ?? 86_400_000,
+    eventRetryBaseMs: opts.eventRetryBaseMs ?? 1_000,
   };
 }

@@ -6,6 +6,7 @@ import type { Catalogue } from "./catalogue.js";
 import { type CallStats, handleControl } from "./control.js";
 import { ec2Error, ec2Malformed, handleEc2 } from "./ec2.js";
 import { CloudError, type WireResponse } from "./errors.js";
+import type { StateChangeEvents } from "./events.js";
 import {
   defaultMessage,
   defaultStatus,
@@ -37,6 +38,7 @@ export interface ServerDeps {
   catalogue: Catalogue;
   /** Live options; the control API's settings change them at run time. */
   opts: ResolvedOptions;
+  events: StateChangeEvents;
 }
 
 /** One API call, classified: which service, which action, and how that service speaks. */

@@ -1,17 +1,11 @@
 import { and, inArray, isNotNull, ne, sql } from "drizzle-orm";
-import { checkInstances, type InstanceCheck, PARALLEL_CALLS } from "../compute/instances.js";
+import { PARALLEL_CALLS } from "../compute/instances.js";
 import { startInstance, stopInstance } from "../compute/power.js";
 import { type WorkspaceRow, workspaces } from "../db/schema.js";
 import { afterStart, afterStop } from "../workspaces/lifecycle.js";
-import { transition } from "../workspaces/transition.js";
-import { sameInstance, workspaceBatches } from "./batches.js";
-import {
-  forEachInBudget,
-  noteRefusal,
-  type PassContext,
-  type PassCounts,
-  zeroCounts,
-} from "./types.js";
+import { workspaceBatches } from "./batches.js";
+import { gone, goneError, POWER_STATUSES, powerBatch, type Redrive } from "./power-batch.js";
+import { type PassContext, type PassCounts, passActor, zeroCounts } from "./types.js";
 
 // A stop or start EC2 has not acted on this long after it was asked is asked again (both calls
 // are idempotent): a lost answer, or a call that failed transiently in its request.
@@ -34,81 +28,29 @@ const REDRIVE_AFTER_MS = 30_000;
 export async function sweepPower(ctx: PassContext): Promise<PassCounts> {
   const counts = zeroCounts();
   const where = and(
-    inArray(workspaces.status, ["stopping", "starting", "stopped"]),
+    inArray(workspaces.status, [...POWER_STATUSES]),
     ne(workspaces.runtime, "external"),
     isNotNull(workspaces.instanceId),
   );
   const page = { ...ctx, batchSize: ctx.batchSize * PARALLEL_CALLS };
   for await (const rows of workspaceBatches(page, where)) {
-    counts.checked += rows.length;
-    const checks = await checkInstances(
-      ctx.deps,
-      rows.map((r) => r.instanceId ?? ""),
-      { launchedAt: new Map(rows.map((r) => [r.instanceId ?? "", r.launchedAt])) },
-    );
-    const stoppedNow: WorkspaceRow[] = [];
-    const hibernatedNow: WorkspaceRow[] = [];
-    const work: { row: WorkspaceRow; check: InstanceCheck }[] = [];
-    for (const row of rows) {
-      const check = checks.get(row.instanceId ?? "");
-      if (!check || check.outcome === "transient") {
-        counts.transient++;
-        if (check && noteRefusal(ctx, "ec2:DescribeInstances", check.error)) counts.misconfigured++;
-        continue;
-      }
-      if (row.status === "stopping" && check.outcome === "stopped" && check.state === "stopped") {
-        (check.reason === "Client.UserInitiatedHibernate" ? hibernatedNow : stoppedNow).push(row);
-      } else {
-        work.push({ row, check });
-      }
-    }
-    for (const [batch, hibernated] of [
-      [stoppedNow, false],
-      [hibernatedNow, true],
-    ] as const) {
-      if (batch.length === 0) continue;
-      const changed = await transition(ctx.deps.db, {
-        ids: batch.map((r) => r.id),
-        from: ["stopping"],
-        to: "stopped",
-        where: sameInstance(batch),
-        reason: hibernated ? "instance hibernated" : "instance stopped",
-        actor: "sweep:power",
-        set: { hibernated },
-      });
-      counts.changed += changed.length;
-    }
-    await forEachInBudget(ctx, work, 4, async ({ row, check }) => {
-      try {
-        if (await advance(ctx, row, check)) counts.changed++;
-      } catch (err) {
-        counts.errors++;
-        ctx.deps.log.error("power pass failed on a workspace", {
-          workspaceId: row.id,
-          error: String(err),
-        });
-      }
-    });
+    await powerBatch(ctx, rows, counts, redrive);
   }
   return counts;
 }
 
-const gone = (check: InstanceCheck) =>
-  check.outcome === "stopped" && (check.state === "terminated" || check.state === "not-found");
-
 const stale = (ctx: PassContext, row: WorkspaceRow) =>
   ctx.deps.clock.now().getTime() - row.updatedAt.getTime() >= REDRIVE_AFTER_MS;
 
-/** One row's next step; true when something changed. */
-async function advance(ctx: PassContext, row: WorkspaceRow, check: InstanceCheck) {
+/**
+ * The sweep's re-drive of a row the check left as it was: a stop or start EC2 has not acted on,
+ * and a start whose instance vanished (relaunched). True when something changed.
+ */
+const redrive: Redrive = async (ctx, row, check) => {
   const { deps } = ctx;
   const instanceId = row.instanceId ?? "";
   switch (row.status) {
     case "stopping": {
-      if (gone(check)) {
-        await afterStop(deps, row, { kind: "gone", error: goneError(check) }, "sweep:power");
-        return true;
-      }
       if (check.outcome === "running" && stale(ctx, row)) {
         // While stopping, `hibernated` holds what was asked for.
         const hibernate = row.hibernation && row.hibernated;
@@ -116,7 +58,7 @@ async function advance(ctx: PassContext, row: WorkspaceRow, check: InstanceCheck
           deps,
           row,
           await stopInstance(deps, instanceId, row.launchedAt, { hibernate }),
-          "sweep:power",
+          passActor(ctx, "power"),
         );
         await touch(ctx, row);
       }
@@ -124,7 +66,12 @@ async function advance(ctx: PassContext, row: WorkspaceRow, check: InstanceCheck
     }
     case "starting": {
       if (gone(check)) {
-        await afterStart(deps, row, { kind: "gone", error: goneError(check) }, "sweep:power");
+        await afterStart(
+          deps,
+          row,
+          { kind: "gone", error: goneError(check) },
+          passActor(ctx, "power"),
+        );
         return true;
       }
       if (check.outcome === "stopped" && check.state === "stopped" && stale(ctx, row)) {
@@ -132,42 +79,20 @@ async function advance(ctx: PassContext, row: WorkspaceRow, check: InstanceCheck
           deps,
           row,
           await startInstance(deps, instanceId, row.launchedAt),
-          "sweep:power",
+          passActor(ctx, "power"),
         );
         await touch(ctx, row);
       }
       return false;
     }
-    case "stopped": {
-      if (!gone(check)) return false;
-      const [changed] = await transition(deps.db, {
-        ids: [row.id],
-        from: ["stopped"],
-        to: "stopped",
-        instanceId,
-        reason: "instance gone; a start launches a new one",
-        actor: "sweep:power",
-        set: {
-          instanceId: null,
-          launchedAt: null,
-          lastError: `instance ${instanceId} no longer exists (${check.outcome === "stopped" ? check.state : "?"})`,
-        },
-      });
-      return changed !== undefined;
-    }
     default:
       return false;
   }
-}
+};
 
 /** Keeps a re-driven intent from being re-driven again at once (the next run waits a while). */
 async function touch(ctx: PassContext, row: WorkspaceRow) {
   await ctx.deps.db.execute(sql`
     update workspaces set updated_at = now()
     where id = ${row.id} and status = ${row.status} and instance_id = ${row.instanceId}`);
-}
-
-function goneError(check: InstanceCheck) {
-  const state = check.outcome === "stopped" ? check.state : "unknown";
-  return { code: "InstanceGone", message: `EC2 reports the instance ${state}` };
 }

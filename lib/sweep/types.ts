@@ -2,6 +2,7 @@ import { forEachBounded } from "../bounded.js";
 import type { AwsProblem } from "../compute/errors.js";
 import type { Deps } from "../deps.js";
 import { safeError } from "../redact.js";
+import type { Actor } from "../workspaces/model.js";
 
 /**
  * What one pass did. `transient`: rows left untouched because AWS could not say.
@@ -40,6 +41,13 @@ export interface PassContext {
   batchSize: number;
   /** Where passes note refused AWS actions; the run logs them once, as one ERROR line. */
   refused: Refusals;
+  /** What set the pass going: its schedule (default), or an EC2 state-change event. */
+  trigger?: "schedule" | "ec2-event";
+}
+
+/** The actor a pass's transitions are logged under: `sweep:<pass>`, or `ec2-event:<pass>`. */
+export function passActor(ctx: Pick<PassContext, "trigger">, pass: string): Actor {
+  return ctx.trigger === "ec2-event" ? `ec2-event:${pass}` : `sweep:${pass}`;
 }
 
 /** Notes that `action` was refused; returns whether the problem was a refusal at all. */

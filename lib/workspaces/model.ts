@@ -2,8 +2,11 @@ import type { WorkspaceRow, WorkspaceStatus } from "../db/schema.js";
 
 export type { WorkspaceRow, WorkspaceStatus };
 
-/** Who changed a status: the API, a sweep pass, or the workspace's own agent. */
-export type Actor = "api" | "agent" | `sweep:${string}`;
+/**
+ * Who changed a status: the API, a sweep pass, the workspace's own agent, or a sweep pass's rules
+ * run on one instance because EC2 announced a state change (`ec2-event:<pass>`).
+ */
+export type Actor = "api" | "agent" | `sweep:${string}` | `ec2-event:${string}`;
 
 export const isExternal = (w: Pick<WorkspaceRow, "runtime">) => w.runtime === "external";
 

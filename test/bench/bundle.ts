@@ -15,7 +15,11 @@ import lambdaPlugins from "../../infra/esbuild-plugins.mjs";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 
-export const LAMBDA_ENTRIES = { api: "functions/api.ts", sweep: "functions/sweep.ts" } as const;
+export const LAMBDA_ENTRIES = {
+  api: "functions/api.ts",
+  sweep: "functions/sweep.ts",
+  "ec2-events": "functions/ec2-events.ts",
+} as const;
 export type LambdaName = keyof typeof LAMBDA_ENTRIES;
 
 /** Where the test leaves the last figures for the bench (git-ignored). */

@@ -6,6 +6,7 @@ import { openDb } from "../../lib/db/client.js";
 import { workspaces } from "../../lib/db/schema.js";
 import { type Deps, silentLog, systemClock } from "../../lib/deps.js";
 import type { App } from "../../lib/http/app.js";
+import type { EventSink } from "../../lib/localcloud/events.js";
 import { type LocalCloud, startLocalCloud } from "../../lib/localcloud/index.js";
 import { runSweep } from "../../lib/sweep/run.js";
 import { ADMIN_TOKEN, testConfig } from "../support/context.js";
@@ -34,6 +35,8 @@ export interface WorldOptions {
   db?: "pglite" | "postgres";
   /** Per-attempt AWS request timeout; default 30 s. */
   requestTimeoutMs?: number;
+  /** Targets of the local cloud's EC2 state-change events (its default delays); default none. */
+  eventTargets?: EventSink[];
 }
 
 export async function createWorld(
@@ -50,6 +53,7 @@ export async function createWorld(
     bootDelayMs: 10,
     ssmOnlineDelayMs: 10,
     invocationVisibleDelayMs: 200,
+    ...(opts.eventTargets && { eventTargets: opts.eventTargets }),
   });
   const queries = { count: 0 };
   let server: PostgresServer | undefined;

@@ -7,6 +7,7 @@ import {
   COMMAND_OUTPUT_PREFIX,
   catalogueActions,
   DEPLOYMENT_TAG_KEY,
+  EC2_EVENT_ACTIONS,
   instanceRoleStatements,
   type PermissionStatement,
   permissionCatalogue,
@@ -40,7 +41,7 @@ describe("IAM = code", () => {
   let dir = "";
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "wcp-iam-"));
-    for (const name of ["api", "sweep"] as const) {
+    for (const name of ["api", "sweep", "ec2-events"] as const) {
       const bundle = await buildLambdaBundle(name, dir, { minify: false });
       // Every chunk: a command sent from a lazily loaded chunk needs its grant all the same.
       bundles[name] = bundle.files.map((f) => readFileSync(f, "utf8")).join("\n");
@@ -66,6 +67,14 @@ describe("IAM = code", () => {
 
   it("gives the sweep function exactly what its bundle sends", () => {
     expect(sorted(SWEEP_ACTIONS)).toEqual(actionsNeededByBundle(bundles.sweep ?? ""));
+  });
+
+  it("gives the EC2-event function exactly what its bundle sends: nothing that changes an instance", () => {
+    expect(sorted(EC2_EVENT_ACTIONS)).toEqual(actionsNeededByBundle(bundles["ec2-events"] ?? ""));
+    expect(sorted(EC2_EVENT_ACTIONS)).toEqual([
+      "ec2:DescribeInstances",
+      "ssm:DescribeInstanceInformation",
+    ]);
   });
 
   it("scopes by the tag, the document and the output prefix the code actually uses", () => {

@@ -2,13 +2,16 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { LAMBDA_EXTERNALS } from "../../infra/bundling.js";
+import { EC2_STATE_CHANGE_PATTERN } from "../../infra/ec2-event-pattern.js";
 import {
   API_ACTIONS,
+  EC2_EVENT_ACTIONS,
   type PermissionStatement,
   SWEEP_ACTIONS,
   statementsFor,
 } from "../../infra/permissions.js";
 import { loadConfig } from "../../lib/config.js";
+import { STATE_CHANGE_DETAIL_TYPE } from "../../lib/ec2events/event.js";
 import { MOCK_SUBNETS, mockId, mockOutputs } from "./mock-cloud.js";
 import {
   appConfig,
@@ -23,6 +26,11 @@ import {
 // `sst deploy --stage ci` would create, asserted resource by resource.
 
 const STAGE = "ci";
+const HANDLERS = [
+  "functions/api.handler",
+  "functions/sweep.handler",
+  "functions/ec2-events.handler",
+] as const;
 const SECRETS = {
   DatabaseUrl: "postgres://app:secret@ep-test.eu-central-1.aws.neon.tech/neondb",
   AdminToken: "admin-token-from-sst-secret-0123456789",
@@ -71,6 +79,13 @@ describe("the SST program", () => {
     const found = all("aws:lambda/function:Function").filter((r) => r.inputs.handler === handler);
     expect(found, handler).toHaveLength(1);
     return found[0] as RecordedResource;
+  };
+  const invokeConfigOf = (f: RecordedResource) => {
+    const found = all("aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig").filter(
+      (c) => c.inputs.functionName === f.inputs.name,
+    );
+    expect(found).toHaveLength(1);
+    return found[0]?.inputs;
   };
   const env = (r: RecordedResource) =>
     (r.inputs.environment as { variables: Record<string, string> }).variables;
@@ -132,22 +147,56 @@ describe("the SST program", () => {
     expect(sweep.inputs.reservedConcurrentExecutions).toBe(1);
     expect(sweep.inputs.timeout).toBe(50);
     expect(sweep.inputs.timeout).toBeLessThan(60);
-    expect(one("aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig").inputs).toEqual({
+    expect(invokeConfigOf(sweep)).toEqual({
       functionName: sweep.inputs.name,
       maximumEventAgeInSeconds: 60,
       maximumRetryAttempts: 0,
     });
   });
 
-  it("runs both functions on nodejs22.x arm64 with a split ESM bundle that leaves PGlite out", () => {
-    for (const handler of ["functions/api.handler", "functions/sweep.handler"]) {
+  it("hands every EC2 state change to the EC2-event function, fresh, and only from its rule", () => {
+    const rule = one("aws:cloudwatch/eventRule:EventRule");
+    expect(JSON.parse(String(rule.inputs.eventPattern))).toEqual({
+      source: ["aws.ec2"],
+      "detail-type": ["EC2 Instance State-change Notification"],
+    });
+    expect(EC2_STATE_CHANGE_PATTERN["detail-type"]).toEqual([STATE_CHANGE_DETAIL_TYPE]);
+    // The default bus: AWS services send their events there.
+    expect(rule.inputs.eventBusName).toBeUndefined();
+    const events = fn("functions/ec2-events.handler");
+    const eventsArn = mockOutputs(events.type, events.name, events.inputs).arn;
+    const target = one("aws:cloudwatch/eventTarget:EventTarget");
+    const ruleOut = mockOutputs(rule.type, rule.name, rule.inputs);
+    expect(target.inputs).toMatchObject({
+      rule: ruleOut.name,
+      arn: eventsArn,
+      retryPolicy: { maximumEventAgeInSeconds: 300, maximumRetryAttempts: 185 },
+    });
+    const permission = all("aws:lambda/permission:Permission").filter(
+      (p) => p.inputs.principal === "events.amazonaws.com",
+    );
+    expect(permission).toHaveLength(1);
+    expect(permission[0]?.inputs).toMatchObject({
+      action: "lambda:InvokeFunction",
+      function: events.inputs.name,
+      sourceArn: ruleOut.arn,
+    });
+    expect(events.inputs.timeout).toBe(30);
+    expect(invokeConfigOf(events)).toEqual({
+      functionName: events.inputs.name,
+      maximumEventAgeInSeconds: 300,
+      maximumRetryAttempts: 2,
+    });
+  });
+
+  it("runs every function on nodejs22.x arm64 with a split ESM bundle that leaves PGlite out", () => {
+    for (const handler of HANDLERS) {
       expect(fn(handler).inputs).toMatchObject({ runtime: "nodejs22.x", architectures: ["arm64"] });
     }
     const builds = snap.rpcCalls.filter((c) => c.method === "Runtime.Build");
-    expect(builds.map((b) => (b.args as { handler: string }).handler).sort()).toEqual([
-      "functions/api.handler",
-      "functions/sweep.handler",
-    ]);
+    expect(builds.map((b) => (b.args as { handler: string }).handler).sort()).toEqual(
+      [...HANDLERS].sort(),
+    );
     for (const build of builds) {
       const { properties } = build.args as { properties: Record<string, unknown> };
       expect(properties).toEqual({
@@ -162,7 +211,7 @@ describe("the SST program", () => {
     expect(LAMBDA_EXTERNALS).toContain("@electric-sql/pglite");
   });
 
-  it("hands both functions the secrets and the infrastructure as valid Lambda settings", () => {
+  it("hands every function the secrets and the infrastructure as valid Lambda settings", () => {
     const bucket = one("aws:s3/bucket:Bucket");
     const bucketName = mockOutputs(bucket.type, bucket.name, bucket.inputs).bucket;
     const profile = one("aws:iam/instanceProfile:InstanceProfile");
@@ -180,7 +229,7 @@ describe("the SST program", () => {
         "WorkspaceSecurityGroup",
       ),
     };
-    for (const handler of ["functions/api.handler", "functions/sweep.handler"]) {
+    for (const handler of HANDLERS) {
       const variables = env(fn(handler));
       expect(variables).toMatchObject(expected);
       // What lib/config.ts makes of it: nothing missing, nothing malformed.
@@ -271,6 +320,7 @@ describe("the SST program", () => {
     for (const [handler, actions] of [
       ["functions/api.handler", API_ACTIONS],
       ["functions/sweep.handler", SWEEP_ACTIONS],
+      ["functions/ec2-events.handler", EC2_EVENT_ACTIONS],
     ] as const) {
       const roleArn = fn(handler).inputs.role;
       const role = all("aws:iam/role:Role").find(
