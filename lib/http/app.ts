@@ -6,6 +6,7 @@ import { isDatabaseUnavailable } from "../db/errors.js";
 import type { Deps } from "../deps.js";
 import type { SourceRegistry } from "../plugins/sources.js";
 import { safeError } from "../redact.js";
+import { type AllowedMethods, allowedMethods } from "./allowed-methods.js";
 import { type AppEnv, newRouter } from "./context.js";
 import { requestDeadline } from "./deadline.js";
 import { ApiError, DATABASE_RETRY_AFTER_SECONDS, errorBody, errorResponses } from "./errors.js";
@@ -81,12 +82,23 @@ export function createApp(deps: Deps, opts: AppOptions = {}) {
     deps.log.error("unhandled error", { requestId: rid, error: safeError(err) });
     return render(new ApiError("INTERNAL", "Internal error."));
   });
-  app.notFound((c) =>
-    c.json(
-      errorBody(new ApiError("NOT_FOUND", "No such route."), c.get("requestId") ?? "unknown"),
-      404,
-    ),
-  );
+  // Known only once every route is mounted (below); the fallback runs on requests, after that.
+  let allowed: AllowedMethods | undefined;
+  app.notFound((c) => {
+    const rid = c.get("requestId") ?? "unknown";
+    allowed ??= allowedMethods(app.routes);
+    const methods = allowed(c.req.path);
+    if (methods.length > 0) {
+      c.header("Allow", methods.join(", "));
+      const err = new ApiError(
+        "METHOD_NOT_ALLOWED",
+        `${c.req.method} is not served on this path.`,
+        { hint: `Use ${methods.join(", ")}.` },
+      );
+      return c.json(errorBody(err, rid), err.status);
+    }
+    return c.json(errorBody(new ApiError("NOT_FOUND", "No such route."), rid), 404);
+  });
 
   app.openapi(
     createRoute({
