@@ -15,6 +15,6 @@ const { db } = await openDb(config.databaseUrl, {
   statementTimeoutMs: STATEMENT_TIMEOUT_MS,
   onPoolError: (err) => log.warn("database connection dropped", { error: err.message }),
 });
-const aws = createAwsClients({ region: config.awsRegion });
+const aws = createAwsClients({ region: config.awsRegion, log });
 
 export const handler = handle(createApp({ db, aws, clock: systemClock, log, config }));
