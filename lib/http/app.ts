@@ -1,5 +1,4 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { Scalar } from "@scalar/hono-api-reference";
 import { HTTPException } from "hono/http-exception";
 import { requestId } from "hono/request-id";
 import { isDatabaseUnavailable } from "../db/errors.js";
@@ -11,6 +10,7 @@ import { type AppEnv, newRouter } from "./context.js";
 import { requestDeadline } from "./deadline.js";
 import { ApiError, DATABASE_RETRY_AFTER_SECONDS, errorBody, errorResponses } from "./errors.js";
 import { accessLog, bodyLimit } from "./middleware.js";
+import { installedReferenceUi, type ReferenceUi, referenceUiRoutes } from "./reference-ui.js";
 import { instanceRoutes } from "./routes/instances.js";
 import { lifecycleRoutes } from "./routes/lifecycle.js";
 import { pluginRoutes } from "./routes/plugins.js";
@@ -28,6 +28,8 @@ export interface AppOptions {
   sources?: SourceRegistry;
   /** Each request's time budget (tests); default `REQUEST_DEADLINE_SECONDS`, or Lambda's. */
   requestBudgetMs?: number;
+  /** Where `/docs` finds the reference UI's script; default: this checkout's node_modules. */
+  referenceUi?: ReferenceUi;
 }
 
 export function createApp(deps: Deps, opts: AppOptions = {}) {
@@ -88,7 +90,8 @@ export function createApp(deps: Deps, opts: AppOptions = {}) {
     const rid = c.get("requestId") ?? "unknown";
     allowed ??= allowedMethods(app.routes);
     const methods = allowed(c.req.path);
-    if (methods.length > 0) {
+    // A served method that found nothing (a handler's own notFound) is a 404, not a 405.
+    if (methods.length > 0 && !methods.includes(c.req.method)) {
       c.header("Allow", methods.join(", "));
       const err = new ApiError(
         "METHOD_NOT_ALLOWED",
@@ -139,7 +142,7 @@ export function createApp(deps: Deps, opts: AppOptions = {}) {
       description: "Control plane for AI-agent workspaces on AWS.",
     },
   });
-  app.get("/docs", Scalar({ url: "/openapi.json", pageTitle: "workspace-control-plane API" }));
+  app.route("/", referenceUiRoutes(opts.referenceUi ?? installedReferenceUi()));
 
   return app;
 }
