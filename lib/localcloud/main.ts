@@ -15,8 +15,9 @@ function refuse(line: string): never {
 
 const portText = process.env.LOCALCLOUD_PORT ?? "4566";
 const port = /^[0-9]+$/.test(portText.trim()) ? Number(portText) : Number.NaN;
-if (!Number.isInteger(port) || port < 1 || port > 65535) {
-  refuse("LOCALCLOUD_PORT: must be a port number 1-65535");
+// 0 asks for any free port (the printed URL names it), as `startLocalCloud` takes it.
+if (!Number.isInteger(port) || port < 0 || port > 65535) {
+  refuse("LOCALCLOUD_PORT: must be a port number 0-65535 (0: any free port)");
 }
 const dirText = process.env.LOCALCLOUD_DIR ?? "./.data/localcloud";
 if (dirText.trim() === "") refuse("LOCALCLOUD_DIR: must be a directory path");

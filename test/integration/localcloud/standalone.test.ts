@@ -33,9 +33,9 @@ async function hasAwsCli(): Promise<boolean> {
 
 describe("npm run localcloud settings", () => {
   it.each([
-    ["abc", "LOCALCLOUD_PORT: must be a port number 1-65535"],
-    ["", "LOCALCLOUD_PORT: must be a port number 1-65535"],
-    ["70000", "LOCALCLOUD_PORT: must be a port number 1-65535"],
+    ["abc", "LOCALCLOUD_PORT: must be a port number 0-65535 (0: any free port)"],
+    ["", "LOCALCLOUD_PORT: must be a port number 0-65535 (0: any free port)"],
+    ["70000", "LOCALCLOUD_PORT: must be a port number 0-65535 (0: any free port)"],
   ])("LOCALCLOUD_PORT=%j is one line, exit 2", async (value, line) => {
     const result = await runEntry(ENTRY, {
       LOCALCLOUD_PORT: value,
