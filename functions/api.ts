@@ -1,3 +1,4 @@
+import { join } from "node:path";
 import { handle } from "hono/aws-lambda";
 import { createAwsClients } from "../lib/compute/clients.js";
 import { loadConfig } from "../lib/config.js";
@@ -15,6 +16,15 @@ const { db } = await openDb(config.databaseUrl, {
   statementTimeoutMs: STATEMENT_TIMEOUT_MS,
   onPoolError: (err) => log.warn("database connection dropped", { error: err.message }),
 });
-const aws = createAwsClients({ region: config.awsRegion });
+const aws = createAwsClients({ region: config.awsRegion, log });
 
-export const handler = handle(createApp({ db, aws, clock: systemClock, log, config }));
+// The reference UI's script, copied into the package beside the bundle (infra/api.ts copyFiles);
+// LAMBDA_TASK_ROOT is where the package is unpacked
+// (docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html#configuration-envvars-runtime).
+const referenceUi = {
+  file: join(process.env.LAMBDA_TASK_ROOT ?? ".", "reference-ui/standalone.js"),
+};
+
+export const handler = handle(
+  createApp({ db, aws, clock: systemClock, log, config }, { referenceUi }),
+);

@@ -1,36 +1,35 @@
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { resolve } from "node:path";
-import { serve } from "@hono/node-server";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer, type RequestListener } from "node:http";
+import { isAbsolute, join, relative, resolve } from "node:path";
+import { getRequestListener } from "@hono/node-server";
 import { createAwsClients } from "../lib/compute/clients.js";
-import { loadConfig } from "../lib/config.js";
-import { exitOnDatabaseStartError, openMigratedDb, redactedUrl } from "../lib/db/start.js";
+import { type Config, loadConfig } from "../lib/config.js";
+import { lockDataDir, tightenModes } from "../lib/data-dir.js";
+import { openMigratedDb, redactedUrl } from "../lib/db/start.js";
 import { deadlineIn } from "../lib/deadline.js";
 import { type Deps, systemClock } from "../lib/deps.js";
 import { reconcileInstanceEvent } from "../lib/ec2events/reconcile.js";
 import { createApp } from "../lib/http/app.js";
 import { startLocalCloud } from "../lib/localcloud/index.js";
 import { createLog } from "../lib/log.js";
+import { exitOnStartError, portProblem } from "../lib/startup.js";
 import { DEFAULT_LEASE_SECONDS, runSweep } from "../lib/sweep/run.js";
 
 // `npm start`: the whole product on one machine — API, embedded PGlite, embedded local cloud.
+// Whatever stops it from starting is one line naming the setting to change, exit status 2.
 
-const DATA_DIR = "./.data";
+// Everything this process writes (PGlite's files, the local cloud's state, the admin token) is
+// its owner's only: files 0600, directories 0700.
+process.umask(0o077);
 
-/** The admin token: ADMIN_TOKEN, else one generated once and kept under ./.data (mode 0600). */
-function localAdminToken(): string {
-  const file = `${DATA_DIR}/admin-token`;
-  mkdirSync(DATA_DIR, { recursive: true });
-  if (existsSync(file)) return readFileSync(file, "utf8").trim();
-  const token = randomBytes(32).toString("base64url");
-  writeFileSync(file, `${token}\n`, { mode: 0o600 });
-  return token;
-}
-
-const env = { ...process.env };
-env.ADMIN_TOKEN ??= localAdminToken();
-const config = loadConfig(env, "local");
-config.platformUrl ??= `http://127.0.0.1:${config.port}`;
+const config = (() => {
+  try {
+    return loadConfig(process.env, "local");
+  } catch (err) {
+    return exitOnStartError(err);
+  }
+})();
 const log = createLog("local", config.logLevel);
 
 // The local cloud announces instance state changes as EventBridge would, to the same handler the
@@ -38,6 +37,37 @@ const log = createLog("local", config.logLevel);
 // delivery, which the local cloud retries.
 const EVENT_DEADLINE_MS = 27_000;
 let eventDeps: Deps | undefined;
+
+// One process per data directory: a second one would write the same PGlite files and state.
+// The database and the local cloud may live outside it; those directories are locked too.
+for (const dir of stateDirs(config)) {
+  try {
+    lockDataDir(dir);
+  } catch (err) {
+    exitOnStartError(err);
+  }
+}
+config.adminToken ??= localAdminToken(config.dataDir);
+config.platformUrl ??= `http://127.0.0.1:${config.port}`;
+
+// The API's port is taken first, before the seconds a database's first start takes: a port in
+// use is said at once. Requests that come before the app is ready wait for it.
+let serveRequest: RequestListener | undefined;
+const early: Parameters<RequestListener>[] = [];
+const server = createServer((req, res) => {
+  if (serveRequest) void serveRequest(req, res);
+  else early.push([req, res]);
+});
+await new Promise<void>((ready, fail) => {
+  server.once("error", fail);
+  server.listen(config.port, "127.0.0.1", () => {
+    server.off("error", fail);
+    ready();
+  });
+})
+  .catch(portProblem("PORT", config.port, "127.0.0.1"))
+  .catch(exitOnStartError);
+
 const cloud = config.localCloud
   ? await startLocalCloud({
       port: config.localCloudPort,
@@ -53,9 +83,12 @@ const cloud = config.localCloud
         },
       ],
     })
+      .catch(portProblem("LOCALCLOUD_PORT", config.localCloudPort, "127.0.0.1"))
+      .catch(exitOnStartError)
   : undefined;
 const aws = createAwsClients({
   region: config.awsRegion,
+  log,
   ...(cloud && {
     endpoint: cloud.url,
     credentials: { accessKeyId: "local", secretAccessKey: "local" },
@@ -66,28 +99,31 @@ const aws = createAwsClients({
 const database = await openMigratedDb(config.databaseUrl, {
   driver: config.databaseDriver,
   onPoolError: (err) => log.warn("database connection dropped", { error: err.message }),
-}).catch(exitOnDatabaseStartError);
+}).catch(exitOnStartError);
+if (database.kind === "pglite" && config.databaseUrl.startsWith("file://")) {
+  tightenModes(resolve(config.databaseUrl.slice("file://".length)));
+}
 
 const deps = { db: database.db, aws, clock: systemClock, log, config };
 eventDeps = deps;
 const app = createApp(deps);
 
-const server = serve({ fetch: app.fetch, port: config.port, hostname: "127.0.0.1" }, (info) => {
-  const url = `http://127.0.0.1:${info.port}`;
-  console.log(
-    [
-      "",
-      `  workspace-control-plane is serving at ${url}`,
-      `  API reference:  ${url}/docs`,
-      `  Admin token:    ${config.adminToken}`,
-      `  Database:       ${redactedUrl(config.databaseUrl)} (${database.kind})`,
-      `  Local cloud:    ${cloud ? cloud.url : "off (ambient AWS configuration)"}`,
-      "",
-      `  export WCP=${url} ADMIN=${config.adminToken}`,
-      "",
-    ].join("\n"),
-  );
-});
+serveRequest = getRequestListener(app.fetch);
+for (const [req, res] of early.splice(0)) void serveRequest(req, res);
+const url = `http://127.0.0.1:${config.port}`;
+console.log(
+  [
+    "",
+    `  workspace-control-plane is serving at ${url}`,
+    `  API reference:  ${url}/docs`,
+    `  Admin token:    ${config.adminToken}`,
+    `  Database:       ${redactedUrl(config.databaseUrl)} (${database.kind})`,
+    `  Local cloud:    ${cloud ? cloud.url : "off (ambient AWS configuration)"}`,
+    "",
+    `  export WCP=${url} ADMIN=${config.adminToken}`,
+    "",
+  ].join("\n"),
+);
 
 // The sweep on a timer, as the schedule runs it in AWS; one run at a time.
 const intervalMs = config.sweepIntervalSeconds * 1000;
@@ -121,3 +157,31 @@ async function shutdown(signal: string) {
 }
 process.on("SIGINT", () => void shutdown("SIGINT"));
 process.on("SIGTERM", () => void shutdown("SIGTERM"));
+
+/** The admin token kept in the data directory (created once, mode 0600) when ADMIN_TOKEN is unset. */
+function localAdminToken(dataDir: string): string {
+  const file = join(dataDir, "admin-token");
+  if (existsSync(file)) return readFileSync(file, "utf8").trim();
+  const token = randomBytes(32).toString("base64url");
+  writeFileSync(file, `${token}\n`, { mode: 0o600 });
+  return token;
+}
+
+/**
+ * The directories this process keeps state in, each locked: DATA_DIR for the admin token it
+ * generates, PGlite's directory and the local cloud's. One inside DATA_DIR is covered by
+ * DATA_DIR's lock; one elsewhere (DATABASE_URL=file://…, LOCALCLOUD_DIR=…) gets its own.
+ */
+function stateDirs(c: Config): string[] {
+  const dataDir = resolve(c.dataDir);
+  const used: string[] = [];
+  if (c.adminToken === undefined) used.push(dataDir);
+  if (c.databaseUrl.startsWith("file://"))
+    used.push(resolve(c.databaseUrl.slice("file://".length)));
+  if (c.localCloud) used.push(resolve(c.localCloudDir));
+  const inside = (dir: string, parent: string) => {
+    const rel = relative(parent, dir);
+    return rel === "" || (!rel.startsWith("..") && !isAbsolute(rel));
+  };
+  return [...new Set(used.map((dir) => (inside(dir, dataDir) ? dataDir : dir)))];
+}

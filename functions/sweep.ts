@@ -15,7 +15,7 @@ const { db } = await openDb(config.databaseUrl, {
   statementTimeoutMs: STATEMENT_TIMEOUT_MS,
   onPoolError: (err) => log.warn("database connection dropped", { error: err.message }),
 });
-const aws = createAwsClients({ region: config.awsRegion });
+const aws = createAwsClients({ region: config.awsRegion, log });
 const metrics = emfSweepMetrics("WorkspaceControlPlane", config.deploymentId);
 const deps = { db, aws, clock: systemClock, log, config };
 

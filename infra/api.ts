@@ -1,3 +1,4 @@
+import { REFERENCE_UI_COPY } from "./bundling.js";
 import { lambdaDefaults, lambdaEnvironment, permissionTargets } from "./lambda.js";
 import { API_ACTIONS, statementsFor } from "./permissions.js";
 
@@ -32,5 +33,6 @@ api.route("$default", {
   // Plugin staging packs archives in memory; Lambda CPU grows with memory.
   memory: "1024 MB",
   environment: lambdaEnvironment(api.url),
+  copyFiles: [REFERENCE_UI_COPY],
   permissions: statementsFor(API_ACTIONS, permissionTargets),
 });

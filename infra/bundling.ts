@@ -52,3 +52,13 @@ export const SST_ESM_BANNER = [
   "const __filename = topLevelFileUrlToPath(import.meta.url)",
   `const __dirname = topLevelFileUrlToPath(new topLevelURL(".", import.meta.url))`,
 ].join("\n");
+
+/**
+ * The reference UI's script, copied beside the API's bundle (SST `copyFiles`; `to` is relative to
+ * the function's root, LAMBDA_TASK_ROOT at run time) rather than bundled: ~4 MB that only `/docs`
+ * reads (lib/http/reference-ui.ts). functions/api.ts names the same `to`.
+ */
+export const REFERENCE_UI_COPY = {
+  from: "node_modules/@scalar/api-reference/dist/browser/standalone.js",
+  to: "reference-ui/standalone.js",
+};

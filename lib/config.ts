@@ -32,9 +32,34 @@ const DEFAULT_RUNTIME_IMAGES = {
   "claude-code": "ghcr.io/workspace-control-plane/runtime-claude-code:1",
 };
 
-const bool = z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1");
-const seconds = (def: number) => z.coerce.number().int().positive().default(def);
-const port = (def: number) => z.coerce.number().int().min(0).max(65535).default(def);
+// Every setting says what it accepts in its own words: the operator sees that one line, so a
+// zod default like "expected number, received NaN" would leave them guessing.
+const bool = z
+  .enum(["true", "false", "1", "0"], "must be true, false, 1 or 0")
+  .transform((v) => v === "true" || v === "1");
+/** A whole number in [min, max]; an empty value (`PORT=`) is refused, not read as 0. */
+const wholeNumber = (min: number, max: number, accepts: string) =>
+  z
+    .string()
+    .trim()
+    .regex(/^[0-9]+$/, accepts)
+    .transform(Number)
+    .pipe(z.number().int().min(min, accepts).max(max, accepts));
+const seconds = (def: number) =>
+  wholeNumber(1, 2_147_483, "must be a whole number of seconds, at least 1").default(def);
+const port = (def: number) => wholeNumber(1, 65535, "must be a port number 1-65535").default(def);
+const oneOf = <const T extends readonly [string, ...string[]]>(values: T) =>
+  z.enum(values, `must be one of ${values.join(", ")}`);
+/** Letter case is the operator's choice (`debug`, `DEBUG`); the value is upper case. */
+const logLevel = z
+  .string()
+  .transform((v) => v.trim().toUpperCase())
+  .pipe(
+    z.enum(
+      ["DEBUG", "INFO", "WARN", "ERROR", "SILENT"],
+      "must be one of DEBUG, INFO, WARN, ERROR, SILENT (any letter case)",
+    ),
+  );
 const list = z
   .string()
   .default("")
@@ -78,14 +103,20 @@ const schema = z.object({
     )
     .optional(),
   // Which driver a postgres:// URL goes through; unset: Neon for *.neon.tech, node-postgres else.
-  DATABASE_DRIVER: z.enum(["neon", "pg"], "must be neon or pg").optional(),
+  DATABASE_DRIVER: oneOf(["neon", "pg"]).optional(),
   DEPLOYMENT_ID: z
     .string()
     .regex(/^[A-Za-z0-9._-]{1,64}$/, "letters, digits, . _ - (1-64)")
     .default("local"),
-  PLATFORM_URL: z.url().optional(),
-  AWS_REGION: z.string().min(1).default("us-east-1"),
-  WORKSPACE_AMI: z.string().min(1).default(DEFAULT_AMI),
+  PLATFORM_URL: z.url("must be an http:// or https:// URL").optional(),
+  AWS_REGION: z
+    .string()
+    .regex(/^[a-z]{2}(-[a-z]+)+-[0-9]+$/, "must be an AWS Region code such as us-east-1")
+    .default("us-east-1"),
+  WORKSPACE_AMI: z
+    .string()
+    .min(1, "must be an AMI id or resolve:ssm:PARAMETER")
+    .default(DEFAULT_AMI),
   WORKSPACE_INSTANCE_PROFILE: z.string().default(""),
   WORKSPACE_SUBNET_IDS: list,
   WORKSPACE_SECURITY_GROUP_IDS: list,
@@ -95,30 +126,46 @@ const schema = z.object({
     .string()
     .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, "must be an S3 bucket name")
     .optional(),
-  PLUGINS_DIR: z.string().min(1).default("./plugins"),
-  GITHUB_TARBALL_BASE: z.url().default("https://codeload.github.com"),
+  PLUGINS_DIR: z.string().min(1, "must be a directory path").default("./plugins"),
+  GITHUB_TARBALL_BASE: z
+    .url("must be an http:// or https:// URL")
+    .default("https://codeload.github.com"),
   PLUGIN_ALLOW_UNPINNED: bool.default(false),
-  PLUGIN_MAX_BYTES: z.coerce
-    .number()
-    .int()
-    .positive()
-    .default(100 * 1024 * 1024),
-  PLUGIN_MAX_FILES: z.coerce.number().int().positive().default(10_000),
+  PLUGIN_MAX_BYTES: wholeNumber(
+    1,
+    Number.MAX_SAFE_INTEGER,
+    "must be a whole number of bytes, at least 1",
+  ).default(100 * 1024 * 1024),
+  PLUGIN_MAX_FILES: wholeNumber(
+    1,
+    Number.MAX_SAFE_INTEGER,
+    "must be a whole number, at least 1",
+  ).default(10_000),
   PLUGIN_FETCH_TIMEOUT_SECONDS: seconds(12),
-  INSTALL_SYNC_WAIT_SECONDS: z.coerce.number().min(0).max(25).default(10),
-  DOWNLOAD_INLINE_MAX_BYTES: z.coerce
-    .number()
-    .int()
-    .positive()
-    .default(4 * 1024 * 1024),
+  INSTALL_SYNC_WAIT_SECONDS: z
+    .string()
+    .trim()
+    .regex(/^[0-9]+(\.[0-9]+)?$/, "must be a number of seconds from 0 to 25")
+    .transform(Number)
+    .pipe(z.number().max(25, "must be a number of seconds from 0 to 25"))
+    .default(10),
+  DOWNLOAD_INLINE_MAX_BYTES: wholeNumber(
+    1,
+    Number.MAX_SAFE_INTEGER,
+    "must be a whole number of bytes, at least 1",
+  ).default(4 * 1024 * 1024),
   REMOTE_STALE_AFTER_SECONDS: seconds(90),
   PROVISION_TIMEOUT_SECONDS: seconds(600),
   LAUNCH_GRACE_SECONDS: seconds(300),
   DEGRADED_AFTER_SECONDS: seconds(300),
   SWEEP_INTERVAL_SECONDS: seconds(15),
   // Idle auto-stop defaults for workspaces that set none: 0 = never.
-  IDLE_STOP_SECONDS: z.coerce.number().int().min(0).default(0),
-  IDLE_ACTION: z.enum(["stop", "hibernate"]).default("stop"),
+  IDLE_STOP_SECONDS: wholeNumber(
+    0,
+    2_147_483,
+    "must be a whole number of seconds (0 = never)",
+  ).default(0),
+  IDLE_ACTION: oneOf(["stop", "hibernate"]).default("stop"),
   // Webhooks: private targets and http:// (default: only in local mode); one attempt's bound;
   // the retry schedule (exponential from the first delay, capped, for the period); what a
   // request may spend delivering the events it caused before it answers.
@@ -132,11 +179,13 @@ const schema = z.object({
     .max(24 * 3600)
     .default(3600),
   WEBHOOK_INLINE_SECONDS: z.coerce.number().min(0).max(10).default(2),
-  LOCAL_CLOUD: z.enum(["on", "off"]).default("on"),
+  LOCAL_CLOUD: oneOf(["on", "off"]).default("on"),
   LOCALCLOUD_PORT: port(4566),
-  LOCALCLOUD_DIR: z.string().min(1).default("./.data/localcloud"),
+  // Where `npm start` keeps its state (admin token, PGlite, the local cloud), locked while it runs.
+  DATA_DIR: z.string().min(1, "must be a directory path").default("./.data"),
+  LOCALCLOUD_DIR: z.string().min(1, "must be a directory path").optional(),
   PORT: port(8787),
-  LOG_LEVEL: z.enum(["DEBUG", "INFO", "WARN", "ERROR", "SILENT"]).default("INFO"),
+  LOG_LEVEL: logLevel.default("INFO"),
 });
 
 /** Rules across settings, reported with the single-setting ones. */
@@ -194,6 +243,8 @@ export interface Config {
   localCloud: boolean;
   localCloudPort: number;
   localCloudDir: string;
+  /** `DATA_DIR`: the local mode's state directory (PGlite and the local cloud default inside it). */
+  dataDir: string;
   port: number;
   logLevel: "DEBUG" | "INFO" | "WARN" | "ERROR" | "SILENT";
 }
@@ -251,7 +302,7 @@ export function loadConfig(env: Record<string, string | undefined>, mode: Mode):
   return {
     mode,
     adminToken: e.ADMIN_TOKEN,
-    databaseUrl: e.DATABASE_URL ?? "file://./.data/pglite",
+    databaseUrl: e.DATABASE_URL ?? `file://${under(e.DATA_DIR, "pglite")}`,
     databaseDriver: e.DATABASE_DRIVER,
     deploymentId: e.DEPLOYMENT_ID,
     platformUrl: e.PLATFORM_URL,
@@ -288,11 +339,15 @@ export function loadConfig(env: Record<string, string | undefined>, mode: Mode):
     },
     localCloud: e.LOCAL_CLOUD === "on",
     localCloudPort: e.LOCALCLOUD_PORT,
-    localCloudDir: e.LOCALCLOUD_DIR,
+    localCloudDir: e.LOCALCLOUD_DIR ?? under(e.DATA_DIR, "localcloud"),
+    dataDir: e.DATA_DIR,
     port: e.PORT,
     logLevel: e.LOG_LEVEL,
   };
 }
+
+/** `name` inside `dir`, spelled as the operator wrote `dir` (`./.data` stays `./.data/…`). */
+const under = (dir: string, name: string) => `${dir.replace(/\/+$/, "")}/${name}`;
 
 /** Runtimes that launch an instance; `external` never does. */
 export function isKnownRuntime(config: Config, runtime: string): boolean {

@@ -2,6 +2,8 @@ import { EC2Client } from "@aws-sdk/client-ec2";
 import { S3Client } from "@aws-sdk/client-s3";
 import { SSMClient } from "@aws-sdk/client-ssm";
 import { NodeHttpHandler } from "@smithy/node-http-handler";
+import type { Log } from "../deps.js";
+import { logAwsCalls, type WithMiddleware } from "./call-log.js";
 
 export interface AwsClients {
   ec2: EC2Client;
@@ -27,6 +29,8 @@ export interface AwsClientOptions {
   maxAttempts?: number;
   connectionTimeoutMs?: number;
   requestTimeoutMs?: number;
+  /** Where each call's outcome class goes, at DEBUG (`logAwsCalls`); unset: not logged. */
+  log?: Log;
 }
 
 /**
@@ -47,12 +51,15 @@ export function createAwsClients(opts: AwsClientOptions): AwsClients {
       requestTimeout: opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
       throwOnRequestTimeout: true,
     });
-  return {
+  const clients = {
     ec2: new EC2Client({ ...common, requestHandler: requestHandler() }),
     ssm: new SSMClient({ ...common, requestHandler: requestHandler() }),
     ssmNoRetry: new SSMClient({ ...common, maxAttempts: 1, requestHandler: requestHandler() }),
     // Path-style keeps bucket names out of DNS, which the local cloud and custom endpoints need.
     s3: new S3Client({ ...common, forcePathStyle: true, requestHandler: requestHandler() }),
-    requestTimeoutMs: opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
   };
+  if (opts.log) {
+    for (const client of Object.values(clients)) logAwsCalls(client as WithMiddleware, opts.log);
+  }
+  return { ...clients, requestTimeoutMs: opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS };
 }

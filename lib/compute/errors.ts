@@ -80,3 +80,30 @@ export function isTransientAwsError(err: unknown): boolean {
   if (e.$fault === "client" || (status !== undefined && status >= 400)) return false;
   return true;
 }
+
+/**
+ * How an AWS call ended, as an operator reads it in a DEBUG line: `ok`; `refused` — the
+ * deployment's identity was refused ({@link isPermissionError}); `transient` — throttling, a 5xx,
+ * a timeout or a dropped connection, which a later call may get past; `rejected` — the service
+ * answered that this request is wrong (a 4xx such as a missing instance or a bad state);
+ * `unknown` — no answer that could be read, so whether it took effect cannot be said
+ * ({@link isTransientAwsError} treats it as transient).
+ */
+export type AwsOutcome = "ok" | "refused" | "transient" | "rejected" | "unknown";
+
+/** The outcome class of a failed AWS call (see {@link AwsOutcome}). */
+export function awsFailureOutcome(err: unknown): Exclude<AwsOutcome, "ok"> {
+  if (isPermissionError(err)) return "refused";
+  if (!(err instanceof Error)) return "unknown";
+  const e = err as Error & {
+    $fault?: "client" | "server";
+    $metadata?: { httpStatusCode?: number };
+  };
+  const sdkError = e as unknown as Parameters<typeof isTransientError>[0];
+  if (isThrottlingError(sdkError) || isTransientError(sdkError)) return "transient";
+  if (/Throttl|TooManyRequests/i.test(e.name)) return "transient";
+  const status = e.$metadata?.httpStatusCode;
+  if ((status !== undefined && status >= 500) || e.$fault === "server") return "transient";
+  if (e.$fault === "client" || (status !== undefined && status >= 400)) return "rejected";
+  return "unknown";
+}

@@ -33,16 +33,6 @@ export async function openMigratedDb(url: string, opts: OpenDbOptions = {}): Pro
   }
 }
 
-/**
- * For `functions/`: prints a {@link DatabaseStartError}'s one line and exits with status 2 (a
- * setting is wrong, as for a bad variable); anything else is a bug and is rethrown.
- */
-export function exitOnDatabaseStartError(err: unknown): never {
-  if (!(err instanceof DatabaseStartError)) throw err;
-  console.error(err.message);
-  process.exit(2);
-}
-
 /** The URL as an operator recognises it, without the password. */
 export function redactedUrl(url: string): string {
   try {

@@ -6,12 +6,13 @@ import type { Deps } from "../deps.js";
 import type { SourceRegistry } from "../plugins/sources.js";
 import { safeError } from "../redact.js";
 import { VERSION } from "../version.js";
+import { type AllowedMethods, allowedMethods } from "./allowed-methods.js";
 import { type AppEnv, newRouter } from "./context.js";
 import { requestDeadline } from "./deadline.js";
 import { deliverCaused } from "./deliver-caused.js";
 import { ApiError, DATABASE_RETRY_AFTER_SECONDS, errorBody, errorResponses } from "./errors.js";
 import { accessLog, bodyLimit, emptyJsonBody } from "./middleware.js";
-import { referenceUi } from "./on-demand.js";
+import { installedReferenceUi, type ReferenceUi, referenceUiRoutes } from "./reference-ui.js";
 import { commandRoutes } from "./routes/commands.js";
 import { instanceRoutes } from "./routes/instances.js";
 import { lifecycleRoutes } from "./routes/lifecycle.js";
@@ -31,6 +32,8 @@ export interface AppOptions {
   sources?: SourceRegistry;
   /** Each request's time budget (tests); default `REQUEST_DEADLINE_SECONDS`, or Lambda's. */
   requestBudgetMs?: number;
+  /** Where `/docs` finds the reference UI's script; default: this checkout's node_modules. */
+  referenceUi?: ReferenceUi;
 }
 
 export function createApp(deps: Deps, opts: AppOptions = {}) {
@@ -87,12 +90,24 @@ export function createApp(deps: Deps, opts: AppOptions = {}) {
     deps.log.error("unhandled error", { requestId: rid, error: safeError(err) });
     return render(new ApiError("INTERNAL", "Internal error."));
   });
-  app.notFound((c) =>
-    c.json(
-      errorBody(new ApiError("NOT_FOUND", "No such route."), c.get("requestId") ?? "unknown"),
-      404,
-    ),
-  );
+  // Known only once every route is mounted (below); the fallback runs on requests, after that.
+  let allowed: AllowedMethods | undefined;
+  app.notFound((c) => {
+    const rid = c.get("requestId") ?? "unknown";
+    allowed ??= allowedMethods(app.routes);
+    const methods = allowed(c.req.path);
+    // A served method that found nothing (a handler's own notFound) is a 404, not a 405.
+    if (methods.length > 0 && !methods.includes(c.req.method)) {
+      c.header("Allow", methods.join(", "));
+      const err = new ApiError(
+        "METHOD_NOT_ALLOWED",
+        `${c.req.method} is not served on this path.`,
+        { hint: `Use ${methods.join(", ")}.` },
+      );
+      return c.json(errorBody(err, rid), err.status);
+    }
+    return c.json(errorBody(new ApiError("NOT_FOUND", "No such route."), rid), 404);
+  });
 
   app.openapi(
     createRoute({
@@ -135,13 +150,7 @@ export function createApp(deps: Deps, opts: AppOptions = {}) {
       description: "Control plane for AI-agent workspaces on AWS.",
     },
   });
-  app.get("/docs", async (c, next) => {
-    const { Scalar } = await referenceUi();
-    return Scalar<AppEnv>({ url: "/openapi.json", pageTitle: "workspace-control-plane API" })(
-      c,
-      next,
-    );
-  });
+  app.route("/", referenceUiRoutes(opts.referenceUi ?? installedReferenceUi()));
 
   return app;
 }

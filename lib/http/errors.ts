@@ -12,6 +12,7 @@ export const ERROR_CODES = [
   "UNAUTHORIZED",
   "FORBIDDEN",
   "NOT_FOUND",
+  "METHOD_NOT_ALLOWED",
   "WORKSPACE_NOT_FOUND",
   "WORKSPACE_REMOVED",
   "WORKSPACE_STATE_CONFLICT",
@@ -74,6 +75,8 @@ export function codeToStatus(code: ErrorCode): ContentfulStatusCode {
     case "WEBHOOK_NOT_FOUND":
     case "WEBHOOK_DELIVERY_NOT_FOUND":
       return 404;
+    case "METHOD_NOT_ALLOWED":
+      return 405;
     case "WORKSPACE_REMOVED":
     case "WORKSPACE_STATE_CONFLICT":
     case "INSTANCE_GONE":
@@ -203,6 +206,7 @@ const descriptions: Partial<Record<number, string>> = {
   401: "Missing or invalid token",
   403: "Token not allowed here",
   404: "Not found",
+  405: "Method not allowed on this path",
   408: "The awaited state did not come in time",
   409: "Conflict with the current state",
   413: "Payload too large",

@@ -26,7 +26,7 @@
  *   (reorder) or lose them. `GET /_localcloud/events/stats` counts deliveries.
  * - State: every answer leaves after its change is in `state.json` + `state.journal`.
  */
-import { mkdirSync } from "node:fs";
+import { chmodSync, mkdirSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { Catalogue } from "./catalogue.js";
@@ -78,7 +78,9 @@ export interface LocalCloud {
  */
 export async function startLocalCloud(options: LocalCloudOptions): Promise<LocalCloud> {
   const opts = resolveOptions(options);
-  mkdirSync(join(opts.dir, "instances"), { recursive: true });
+  // Instances' scripts and output, the state file and objects live here: its owner's only.
+  mkdirSync(join(opts.dir, "instances"), { recursive: true, mode: 0o700 });
+  chmodSync(opts.dir, 0o700);
   const catalogue = new Catalogue(opts.catalogue);
   // First, so that a bad bucket name refuses the start before any timer runs.
   const objects = new ObjectStore({

@@ -52,6 +52,8 @@ export type S3Action =
   | "DeleteObject"
   | "CreateBucket"
   | "HeadBucket"
+  | "ListBuckets"
+  | "ServiceMethodNotAllowed"
   | "Unsupported";
 
 interface ObjectMeta {
@@ -77,6 +79,9 @@ export interface ObjectStoreOptions {
   buckets: string[];
 }
 
+/** The local account's canonical user ID: the shape S3 gives one (64 hex digits). */
+const OWNER_ID = createHash("sha256").update("localcloud").digest("hex");
+
 /** Split `/bucket/some/key` (as sent, percent-encoded) into its decoded parts. */
 export function parseS3Path(pathname: string): { bucket: string; key: string } {
   const rest = pathname.replace(/^\/+/, "");
@@ -86,7 +91,15 @@ export function parseS3Path(pathname: string): { bucket: string; key: string } {
   return { bucket, key };
 }
 
-export function s3Action(method: string, key: string, headers: IncomingHttpHeaders): S3Action {
+export function s3Action(
+  method: string,
+  bucket: string,
+  key: string,
+  headers: IncomingHttpHeaders,
+): S3Action {
+  // The service root names no bucket: GET lists the caller's buckets (`aws s3 ls`,
+  // AmazonS3/latest/API/API_ListBuckets.html); no other method is served there.
+  if (bucket === "") return method === "GET" ? "ListBuckets" : "ServiceMethodNotAllowed";
   if (key === "") {
     if (method === "PUT") return "CreateBucket";
     if (method === "HEAD") return "HeadBucket";
@@ -201,6 +214,19 @@ export class ObjectStore {
   }
 
   async #dispatch(action: S3Action, req: S3Request): Promise<WireResponse> {
+    if (action === "ListBuckets" || action === "ServiceMethodNotAllowed") {
+      const auth = authenticate(req, this.#keys);
+      await readSmallBody(req.body, auth.payload);
+      if (action === "ListBuckets") return this.#listBuckets();
+      // S3's words for a method a resource does not take (AmazonS3/latest/API/ErrorResponses.html,
+      // MethodNotAllowed, 405), with the method and the kind of resource it was sent to.
+      throw new CloudError(
+        "MethodNotAllowed",
+        "The specified method is not allowed against this resource.",
+        405,
+        { Method: req.method, ResourceType: "SERVICE" },
+      );
+    }
     validateBucket(req.bucket);
     const auth = authenticate(req, this.#keys);
     if (Buffer.byteLength(req.key) > maxKeyBytes) {
@@ -237,6 +263,36 @@ export class ObjectStore {
         throw new Error(`unknown S3 action ${String(never)}`);
       }
     }
+  }
+
+  /**
+   * ListBuckets (AmazonS3/latest/API/API_ListBuckets.html): every bucket, by name, with its
+   * creation date and region, and the owner's canonical user ID (a 64-hex-digit id; the
+   * `DisplayName` AWS no longer returns is left out).
+   */
+  async #listBuckets(): Promise<WireResponse> {
+    const buckets: string[] = [];
+    const entries = await readdir(this.#root, { withFileTypes: true });
+    for (const entry of entries
+      .filter((e) => e.isDirectory())
+      .sort((a, b) => (a.name < b.name ? -1 : 1))) {
+      const st = await stat(join(this.#root, entry.name));
+      // Not every file system records a birth time; the directory's first change stands in.
+      const created = st.birthtimeMs > 0 ? st.birthtime : st.mtime;
+      buckets.push(
+        el(
+          "Bucket",
+          leaf("Name", entry.name),
+          leaf("CreationDate", created.toISOString()),
+          leaf("BucketRegion", "us-east-1"),
+        ),
+      );
+    }
+    const body = `<?xml version="1.0" encoding="UTF-8"?>\n<ListAllMyBucketsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">${el(
+      "Owner",
+      leaf("ID", OWNER_ID),
+    )}${el("Buckets", ...buckets)}</ListAllMyBucketsResult>`;
+    return { status: 200, headers: { "content-type": "application/xml" }, body };
   }
 
   async #createBucket(bucket: string): Promise<WireResponse> {

@@ -217,7 +217,7 @@ export class CloudServer {
         headers: s3Headers,
       };
     }
-    const action = s3Action(method, path.key, req.headers);
+    const action = s3Action(method, path.bucket, path.key, req.headers);
     return {
       service: "s3",
       action,

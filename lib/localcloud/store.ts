@@ -1,5 +1,7 @@
 import {
+  chmodSync,
   closeSync,
+  fchmodSync,
   ftruncateSync,
   mkdirSync,
   openSync,
@@ -216,11 +218,14 @@ export class StateFile implements StateChanges {
     /** Changes no answer waits for (timers: boots, finished commands) are written this soon. */
     private readonly debounceMs = 100,
   ) {
-    mkdirSync(dir, { recursive: true });
+    // The state holds user data (base64 env values) and instance tokens: its owner's only.
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    chmodSync(dir, 0o700);
     this.path = join(dir, "state.json");
     this.journalPath = join(dir, "state.journal");
     this.state = this.#load();
-    this.#journal = openSync(this.journalPath, "a");
+    this.#journal = openSync(this.journalPath, "a", 0o600);
+    fchmodSync(this.#journal, 0o600);
   }
 
   instance(inst: InstanceRecord): void {
@@ -265,7 +270,7 @@ export class StateFile implements StateChanges {
     const epoch = this.#epoch + 1;
     const text = JSON.stringify({ ...this.state, epoch });
     const tmp = `${this.path}.${process.pid}.tmp`;
-    writeFileSync(tmp, text);
+    writeFileSync(tmp, text, { mode: 0o600 });
     renameSync(tmp, this.path);
     // From here the old journal's lines carry an older epoch: a crash before the truncate below
     // leaves lines that loading skips.

@@ -57,6 +57,14 @@ export async function checkBatch(
     }
   }
   batch.misconfigured = refused.length;
+  // The evidence every liveness and readiness decision rests on; `transient` rows stay untouched.
+  ctx.deps.log.debug("running check", {
+    rows: rows.length,
+    running: batch.running.length,
+    stopped: batch.stopped.length,
+    transient: batch.transient,
+    misconfigured: batch.misconfigured,
+  });
   if (refusal) await recordRefusal(ctx, refused, "ec2:DescribeInstances", refusal);
   return batch;
 }

@@ -106,8 +106,14 @@ export async function runSweep(deps: Deps, opts: SweepOptions): Promise<SweepSum
     const lease = `sweep:${name}`;
     if (!(await acquireLease(deps.db, lease, runId, leaseSeconds))) {
       passes[name] = { ...zeroCounts(), skipped: "leased" };
+      deps.log.debug("sweep pass skipped", {
+        runId,
+        pass: name,
+        why: "another run holds its lease",
+      });
       continue;
     }
+    const passStarted = performance.now();
     // Renewed while the pass works; once lost (this run stalled past it and another run took
     // it), the pass's budget reads zero and it takes no more work.
     let lost = false;
@@ -138,6 +144,24 @@ export async function runSweep(deps: Deps, opts: SweepOptions): Promise<SweepSum
     } finally {
       clearInterval(renewal);
       await releaseLease(deps.db, lease, runId).catch(() => {});
+    }
+    // What the pass decided, in figures: rows looked at, changed, left alone because AWS could
+    // not say (and of those, because it refused us), and failures.
+    deps.log.debug("sweep pass", {
+      runId,
+      pass: name,
+      ...passes[name],
+      ...(lost ? { leaseLost: true } : {}),
+      ms: Math.round(performance.now() - passStarted),
+    });
+  }
+  for (const name of names) {
+    if (passes[name].skipped === "no-time") {
+      deps.log.debug("sweep pass skipped", {
+        runId,
+        pass: name,
+        why: "too little of the run's budget left",
+      });
     }
   }
 

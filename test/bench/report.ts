@@ -17,8 +17,12 @@ export function writeSoakSection(body: string): void {
  * BENCHMARKS.md with `header` and the given `## ` sections: a section replaces the one with the
  * same heading, sections not measured this time (and the soak's) keep their place and text.
  */
-export function mergeSections(header: string, sections: readonly string[]): string {
-  const existing = existsSync(BENCHMARKS_FILE) ? readFileSync(BENCHMARKS_FILE, "utf8") : "";
+export function mergeSections(
+  header: string,
+  sections: readonly string[],
+  file = BENCHMARKS_FILE,
+): string {
+  const existing = existsSync(file) ? readFileSync(file, "utf8") : "";
   const parts = existing
     .split(/^(?=## )/m)
     .slice(1)

@@ -48,6 +48,43 @@ describe("settings", () => {
     expect(problemsOf({ [variable]: value })).toEqual([variable]);
   });
 
+  it("takes LOG_LEVEL in any letter case", () => {
+    expect(loadConfig({ LOG_LEVEL: "debug" }, "local").logLevel).toBe("DEBUG");
+    expect(loadConfig({ LOG_LEVEL: " Warn " }, "local").logLevel).toBe("WARN");
+    expect(problemsOf({ LOG_LEVEL: "loud" })).toEqual(["LOG_LEVEL"]);
+  });
+
+  it.each(["", " ", "0", "1.5", "0x50", "65536"])(
+    "refuses PORT=%j rather than pick a port",
+    (v) => {
+      expect(problemsOf({ PORT: v })).toEqual(["PORT"]);
+    },
+  );
+
+  it("says what each bad setting accepts, one problem per variable", () => {
+    try {
+      loadConfig({ PORT: "", IDLE_STOP_SECONDS: "soon", PLUGIN_ALLOW_UNPINNED: "yes" }, "local");
+      expect.unreachable();
+    } catch (err) {
+      expect((err as ConfigError).problems).toEqual([
+        { variable: "PLUGIN_ALLOW_UNPINNED", message: "must be true, false, 1 or 0" },
+        { variable: "IDLE_STOP_SECONDS", message: "must be a whole number of seconds (0 = never)" },
+        { variable: "PORT", message: "must be a port number 1-65535" },
+      ]);
+    }
+  });
+
+  it("keeps PGlite and the local cloud inside DATA_DIR unless told otherwise", () => {
+    const c = loadConfig({ DATA_DIR: "/srv/wcp/" }, "local");
+    expect([c.dataDir, c.databaseUrl, c.localCloudDir]).toEqual([
+      "/srv/wcp/",
+      "file:///srv/wcp/pglite",
+      "/srv/wcp/localcloud",
+    ]);
+    const apart = loadConfig({ DATA_DIR: "/srv/wcp", LOCALCLOUD_DIR: "/var/cloud" }, "local");
+    expect(apart.localCloudDir).toBe("/var/cloud");
+  });
+
   it("DATABASE_DRIVER: neon, pg or unset, and only with a postgres:// URL", () => {
     const pg = "postgres://u:p@db.internal:5432/app";
     expect(loadConfig({ DATABASE_URL: pg }, "local").databaseDriver).toBeUndefined();

@@ -8,7 +8,8 @@ import { unitDeps } from "../support/unit-deps.js";
 
 // No dead error codes: every code is listed, per route, in the OpenAPI document (an enum for each
 // error status, so a generated client knows what a route can answer), and something in lib/
-// constructs it. The fallback for an unknown route is the one code no route declares.
+// constructs it. The fallbacks for an unknown route and an unserved method are the codes no route
+// declares.
 
 const app = createApp(unitDeps());
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -92,10 +93,10 @@ describe("error codes", () => {
     }
   });
 
-  it("every code is declared by some route, but the unknown-route fallback's", async () => {
+  it("every code is declared by some route, but the unknown-route and unserved-method fallbacks", async () => {
     const codes = new Set((await declared()).flatMap((r) => r.codes));
     const undeclared = ERROR_CODES.filter((code) => !codes.has(code));
-    expect(undeclared).toEqual(["NOT_FOUND"]);
+    expect(undeclared).toEqual(["NOT_FOUND", "METHOD_NOT_ALLOWED"]);
     const res = await app.request("/no/such/route");
     expect(res.status).toBe(404);
     expect(((await res.json()) as { error: { code: string } }).error.code).toBe("NOT_FOUND");

@@ -1,4 +1,4 @@
-import { appendFileSync, readFileSync, statSync } from "node:fs";
+import { appendFileSync, chmodSync, readFileSync, statSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -104,6 +104,28 @@ describe("flush", () => {
 
     expect(again.instances.map((i) => i.seq)).toEqual([1]);
     expect(again.nextSeq).toBe(2);
+  });
+});
+
+describe("file modes", () => {
+  it("keeps the state (user data, instance tokens) to its owner, whatever the umask", () => {
+    // Prepare: a directory others could read, and a lenient umask.
+    chmodSync(dir, 0o755);
+    const previous = process.umask(0o022);
+    try {
+      // Act
+      const f = file();
+      launchInto(f, record(1));
+      f.flush();
+      f.compact();
+
+      // Assess
+      expect(statSync(dir).mode & 0o777).toBe(0o700);
+      expect(statSync(f.path).mode & 0o777).toBe(0o600);
+      expect(statSync(f.journalPath).mode & 0o777).toBe(0o600);
+    } finally {
+      process.umask(previous);
+    }
   });
 });
 
