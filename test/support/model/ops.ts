@@ -320,7 +320,15 @@ export async function runOp(
       // A send whose answer was lost: the program may run, the sweep must find out.
       if (a.status === 202 && a.body.commandId === null)
         tally(model.reached, `${op.kind} 202 unconfirmed`);
-      if (a.status === 409 && a.code !== "PLUGIN_BUSY" && a.code !== "WORKSPACE_REMOVED") {
+      // A restart or removal landing between the running check and the claim: nothing was sent.
+      if (a.status === 409 && a.code === "WORKSPACE_STATE_CONFLICT")
+        tally(model.reached, `${op.kind} 409 moved on`);
+      if (
+        a.status === 409 &&
+        a.code !== "PLUGIN_BUSY" &&
+        a.code !== "WORKSPACE_REMOVED" &&
+        a.code !== "WORKSPACE_STATE_CONFLICT"
+      ) {
         throw new ModelViolation(`${label} answered 409 ${a.code}`);
       }
       return `${label} ws${ws.n} → ${a.status}${a.code ? ` ${a.code}` : ""}`;
