@@ -143,13 +143,16 @@ const sweepTimer = setInterval(() => {
     });
 }, intervalMs);
 
+const SHUTDOWN_SWEEP_WAIT_MS = 5_000;
 let stopping = false;
 async function shutdown(signal: string) {
   if (stopping) return;
   stopping = true;
   log.info("shutting down", { signal });
   clearInterval(sweepTimer);
-  await sweeping;
+  // A sweep run in progress gets a few seconds to finish; abandoning it is safe (every write is
+  // conditional, its leases lapse), and Ctrl-C should not wait out a 50 s budget.
+  await Promise.race([sweeping, new Promise((r) => setTimeout(r, SHUTDOWN_SWEEP_WAIT_MS).unref())]);
   server.close();
   await cloud?.close();
   await database.close();

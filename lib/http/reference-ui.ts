@@ -2,9 +2,9 @@ import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
-import { Scalar } from "@scalar/hono-api-reference";
 import { Hono } from "hono";
 import type { AppEnv } from "./context.js";
+import { referenceUi } from "./on-demand.js";
 
 /**
  * `/docs` served entirely by this product: the reference UI's script is the pinned
@@ -48,9 +48,10 @@ export function referenceUiRoutes(ui: ReferenceUi) {
   };
 
   const routes = new Hono<AppEnv>();
-  routes.get(
-    "/docs",
-    Scalar<AppEnv>(async () => ({
+  // The page's renderer loads on the first /docs request (on-demand.ts): not in a cold start.
+  routes.get("/docs", async (c, next) => {
+    const { Scalar } = await referenceUi();
+    return Scalar<AppEnv>(async () => ({
       url: "/openapi.json",
       pageTitle: "workspace-control-plane API",
       cdn: (await script()).path,
@@ -58,8 +59,8 @@ export function referenceUiRoutes(ui: ReferenceUi) {
       withDefaultFonts: false,
       // Every route on the page at once, as a reference to read (and search) end to end.
       defaultOpenAllTags: true,
-    })),
-  );
+    }))(c, next);
+  });
   routes.get("/docs/assets/:file", async (c) => {
     const { body, path } = await script();
     if (c.req.path !== path) return c.notFound();
