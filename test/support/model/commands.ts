@@ -3,6 +3,7 @@ import { checkStep } from "./invariants.js";
 import { type Model, ModelViolation, type System } from "./model.js";
 import {
   describeOp,
+  EC2_STATES,
   FAULT_ACTIONS,
   type FaultMode,
   type Op,
@@ -99,6 +100,16 @@ export const opArb: fc.Arbitrary<Op> = fc.oneof(
   {
     weight: 1,
     arbitrary: fc.record({ kind: fc.constant("crash" as const), ws, pick: fc.nat({ max: 3 }) }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      kind: fc.constant("ec2event" as const),
+      ws,
+      pick: fc.nat({ max: 3 }),
+      state: fc.constantFrom(...EC2_STATES),
+      twice: fc.boolean(),
+    }),
   },
   { weight: 6, arbitrary: fc.constant({ kind: "sweep" as const }) },
   { weight: 6, arbitrary: faultOp },

@@ -1,6 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { deadlineIn } from "../../../lib/deadline.js";
+import { reconcileInstanceEvent } from "../../../lib/ec2events/reconcile.js";
 import { runSweep } from "../../../lib/sweep/run.js";
 import { instanceToken } from "../../../lib/workspaces/tokens.js";
 import type { FaultSpec } from "../../integration/compute/cloud.js";
@@ -46,11 +48,27 @@ export type Op =
   /** A new version of the plugin is published, then installed. */
   | { kind: "upgrade"; ws: number; plugin: PluginName }
   | { kind: "crash"; ws: number; pick: number }
+  /**
+   * An EC2 state-change event for one of the workspace's instances (old ones included), handed
+   * to the event function as EventBridge would: any state, so late, stale, duplicated (`twice`)
+   * and plainly wrong ones too — the event is a hint; only the running check may act.
+   */
+  | { kind: "ec2event"; ws: number; pick: number; state: Ec2State; twice: boolean }
   | { kind: "sweep" }
   | { kind: "fault"; service: Service; action: string; mode: FaultMode; times: number | null }
   | { kind: "faults-off" }
   | { kind: "lag"; ms: number }
   | { kind: "publish"; plugin: PluginName };
+
+export const EC2_STATES = [
+  "pending",
+  "running",
+  "stopping",
+  "stopped",
+  "shutting-down",
+  "terminated",
+] as const;
+export type Ec2State = (typeof EC2_STATES)[number];
 
 export function describeOp(op: Op): string {
   switch (op.kind) {
@@ -69,6 +87,8 @@ export function describeOp(op: Op): string {
       return `${op.kind}(#${op.ws}, ${op.plugin})`;
     case "crash":
       return `crash(#${op.ws}/${op.pick})`;
+    case "ec2event":
+      return `ec2event(#${op.ws}, ${op.state}${op.twice ? " ×2" : ""})`;
     case "sweep":
     case "faults-off":
       return op.kind;
@@ -164,7 +184,14 @@ export const ANY_LIVE = 12;
 export const ANY_WORKSPACE = 16;
 
 // What only an instance can do: for these, small `ws` values pick instance-backed workspaces.
-const ON_INSTANCES = new Set<Op["kind"]>(["install", "uninstall", "upgrade", "restart", "crash"]);
+const ON_INSTANCES = new Set<Op["kind"]>([
+  "install",
+  "uninstall",
+  "upgrade",
+  "restart",
+  "crash",
+  "ec2event",
+]);
 
 /**
  * The workspace an op acts on, decided when its burst starts: `ws` modulo a group of the known
@@ -349,6 +376,35 @@ export async function runOp(
       if (res.status !== 200) throw new Error(`crash answered ${res.status}`);
       model.crashed.add(victim.id);
       return `${label} ws${ws.n} → ${victim.id} (${victim.clientToken})`;
+    }
+    case "ec2event": {
+      const mine = (await sys.run.cloud.instances()).filter(
+        (i) => i.tags["wcp:workspace-id"] === ws.id,
+      );
+      const inst = mine[op.pick % Math.max(1, mine.length)];
+      if (!inst) return `${label} ws${ws.n}: no instance`;
+      const event = {
+        version: "0",
+        id: randomUUID(),
+        "detail-type": "EC2 Instance State-change Notification",
+        source: "aws.ec2",
+        account: "123456789012",
+        time: new Date().toISOString(),
+        region: "us-east-1",
+        resources: [`arn:aws:ec2:us-east-1:123456789012:instance/${inst.id}`],
+        detail: { "instance-id": inst.id, state: op.state },
+      };
+      const outcomes: string[] = [];
+      for (let i = 0; i < (op.twice ? 2 : 1); i++) {
+        const o = await reconcileInstanceEvent(sys.run.sweepDeps(0), event, {
+          deadline: deadlineIn(20_000),
+        });
+        if (o.kind === "malformed")
+          throw new ModelViolation(`${label}: event refused as malformed`);
+        tally(model.reached, `ec2event ${o.kind}`);
+        outcomes.push(o.kind === "reconciled" ? `changed ${o.counts.changed}` : o.kind);
+      }
+      return `${label} ws${ws.n} → ${inst.id} (${inst.state}): ${outcomes.join(", ")}`;
     }
     case "sweep": {
       model.figures.sweeps++;
