@@ -79,7 +79,7 @@ async function describeOne(t: TestCloud, id: string): Promise<Instance> {
 }
 
 // Generous: boots and stops are timers that a loaded machine runs late.
-const WAIT_MS = 20_000;
+const WAIT_MS = 45_000;
 
 async function waitForState(t: TestCloud, id: string, state: string): Promise<Instance> {
   return waitFor(async () => {
@@ -182,8 +182,12 @@ describe("restart with stopped, stopping and starting instances", () => {
       const o = await fourth.ssm.send(
         new GetCommandInvocationCommand({ CommandId: waitingId, InstanceId: stopped }),
       );
-      return o.Status === "Success" ? o : undefined;
+      // An end other than Success is a failure to see now, with its status.
+      return o.Status === "Pending" || o.Status === "InProgress" || o.Status === "Delayed"
+        ? undefined
+        : o;
     }, WAIT_MS);
+    expect([out.Status, out.StatusDetails]).toEqual(["Success", "Success"]);
     expect(out.StandardOutputContent).toBe("ran after the restarts\n");
   });
 });
