@@ -48,11 +48,22 @@ const admin = [authenticate("admin")];
 const requestedBy = (caller: Caller) =>
   caller.kind === "admin" ? "admin" : `token:${caller.tokenPrefix}`;
 
-async function commandOr404(db: Db, workspaceId: string, commandId: string) {
-  const row = await getCommand(db, workspaceId, commandId);
+/** The command a path names, on the workspace it names: 404 for either. */
+async function commandOr404(db: Db, params: { id: string; commandId: string }) {
+  const workspace = await workspaceOr404(db, params.id);
+  const row = await getCommand(db, workspace.id, params.commandId);
   if (!row) throw new ApiError("COMMAND_NOT_FOUND", "No such command on this workspace.");
   return row;
 }
+
+/** What every route about one command may answer besides its own codes. */
+const COMMAND_ROUTE_ERRORS = [
+  ...AUTH_ERRORS,
+  "WORKSPACE_NOT_FOUND",
+  "COMMAND_NOT_FOUND",
+  "UPSTREAM_UNAVAILABLE",
+  ...STORE_ERRORS,
+] as const;
 
 /** Validates the body into a spec and its program: every bad value → 400 naming its field. */
 function programOf(body: RunCommandBody) {
@@ -240,20 +251,12 @@ commandRoutes.openapi(
     request: { params: CommandParams },
     responses: {
       200: json(CommandSchema, "The command, as SSM reports it now."),
-      ...errorResponses(
-        AUTH_ERRORS,
-        "WORKSPACE_NOT_FOUND",
-        "COMMAND_NOT_FOUND",
-        "UPSTREAM_UNAVAILABLE",
-        STORE_ERRORS,
-      ),
+      ...errorResponses(COMMAND_ROUTE_ERRORS),
     },
   }),
   async (c) => {
     const deps = c.get("deps");
-    const { id, commandId } = c.req.valid("param");
-    const workspace = await workspaceOr404(deps.db, id);
-    const row = await commandOr404(deps.db, workspace.id, commandId);
+    const row = await commandOr404(deps.db, c.req.valid("param"));
     try {
       return c.json(commandView(await settleCommand(deps, row)), 200);
     } catch (err) {
@@ -274,21 +277,12 @@ commandRoutes.openapi(
     responses: {
       200: json(CommandSchema, "It has ended: cancelled now, or finished before."),
       202: json(CommandAccepted, "Asked to stop; GET …/commands/{commandId} shows when it has."),
-      ...errorResponses(
-        AUTH_ERRORS,
-        "WORKSPACE_NOT_FOUND",
-        "COMMAND_NOT_FOUND",
-        "COMMAND_UNCONFIRMED",
-        "UPSTREAM_UNAVAILABLE",
-        STORE_ERRORS,
-      ),
+      ...errorResponses(COMMAND_ROUTE_ERRORS, "COMMAND_UNCONFIRMED"),
     },
   }),
   async (c) => {
     const deps = c.get("deps");
-    const { id, commandId } = c.req.valid("param");
-    const workspace = await workspaceOr404(deps.db, id);
-    const row = await commandOr404(deps.db, workspace.id, commandId);
+    const row = await commandOr404(deps.db, c.req.valid("param"));
     const outcome = await cancelWorkspaceCommand(deps, row);
     switch (outcome.kind) {
       case "finished":
@@ -339,22 +333,16 @@ commandRoutes.openapi(
         headers: { Location: { description: "The presigned URL.", schema: { type: "string" } } },
       },
       ...errorResponses(
-        AUTH_ERRORS,
+        COMMAND_ROUTE_ERRORS,
         "VALIDATION_FAILED",
-        "WORKSPACE_NOT_FOUND",
-        "COMMAND_NOT_FOUND",
         "COMMAND_RUNNING",
         "COMMAND_OUTPUT_MISSING",
-        "UPSTREAM_UNAVAILABLE",
-        STORE_ERRORS,
       ),
     },
   }),
   async (c) => {
     const deps = c.get("deps");
-    const { id, commandId } = c.req.valid("param");
-    const workspace = await workspaceOr404(deps.db, id);
-    const row: WorkspaceCommandRow = await commandOr404(deps.db, workspace.id, commandId);
+    const row: WorkspaceCommandRow = await commandOr404(deps.db, c.req.valid("param"));
     const outcome = await commandOutput(deps, row, c.req.valid("query").stream).catch((err) => {
       throw ssmUnavailable(err);
     });
