@@ -46,8 +46,8 @@ export function createApp(deps: Deps, opts: AppOptions = {}) {
   });
   app.use("*", requestDeadline(opts.requestBudgetMs));
   app.use("*", accessLog());
-  app.use("*", bodyLimit());
   app.use("*", emptyJsonBody());
+  app.use("*", bodyLimit());
   app.use("*", deliverCaused());
 
   app.onError((err, c) => {

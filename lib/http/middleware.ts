@@ -36,22 +36,42 @@ export const bodyLimit = (): MiddlewareHandler<AppEnv> => {
 /**
  * `Content-Type: application/json` with an empty body (curl's `-H` on a POST without `-d`) is a
  * request without a body: routes whose body is optional (stop, restart…) take it as such, and
- * those that need one answer that it is missing — not "not valid JSON". Runs after
- * {@link bodyLimit}, so reading the body here is bounded; Hono caches what it read.
+ * those that need one answer that it is missing — not "not valid JSON". Runs before
+ * {@link bodyLimit}, while a declared length is still there: a body that declares bytes costs
+ * nothing here; otherwise only its first chunk is looked at, on a copy of the stream.
  */
 export const emptyJsonBody = (): MiddlewareHandler<AppEnv> =>
   async function emptyJsonBody(c, next) {
     const type = c.req.header("content-type") ?? "";
+    const declared = c.req.header("content-length");
     if (
       /^application\/json\b/i.test(type) &&
-      (c.req.raw.body === null || (await c.req.raw.clone().arrayBuffer()).byteLength === 0)
+      !(declared !== undefined && Number(declared) > 0) &&
+      (await isEmptyBody(c.req.raw))
     ) {
       const headers = new Headers(c.req.raw.headers);
       headers.delete("content-type");
+      headers.delete("content-length");
       c.req.raw = new Request(c.req.raw.url, { method: c.req.raw.method, headers });
     }
     return next();
   };
+
+async function isEmptyBody(req: Request): Promise<boolean> {
+  if (req.body === null) return true;
+  const reader = (req.clone().body as ReadableStream<Uint8Array>).getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return true;
+      if (value.byteLength > 0) return false;
+    }
+  } finally {
+    // Not awaited: a tee's branch's cancel settles only once the other branch (the request's
+    // own body, read later by the route) is done too.
+    void reader.cancel().catch(() => {});
+  }
+}
 
 /** One JSON line per request: method, route, status, duration, caller kind — never a token. */
 export const accessLog = (): MiddlewareHandler<AppEnv> =>
