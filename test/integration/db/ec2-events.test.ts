@@ -247,6 +247,9 @@ describe(`EC2 state-change events over ${dbKind()}`, () => {
     await waitFor(async () => ((await instanceState(instanceId)) === "running" ? true : undefined));
     const ws = await seed("online", instanceId);
     live = false;
+    // A launch event still being handled would run its check after the crash, and rightly
+    // mark the row offline: only the held-back event may act here.
+    await waitFor(() => (inflight === 0 ? true : undefined));
     await control(`/instances/${instanceId}/crash`, { method: "POST" });
     const stopped = await waitFor(() => held.find((e) => e.detail.state === "stopped"));
     await t.deps.aws.ec2.send(new StartInstancesCommand({ InstanceIds: [instanceId] }));
